@@ -1,0 +1,17 @@
+"""keras_classics: the classic ImageNet CNNs for Keras 3 (TensorFlow backend).
+
+Builders follow keras.applications' signature (``include_top, weights, input_tensor,
+input_shape, pooling, classes, classifier_activation, name``)::
+
+    import keras_classics
+    model = keras_classics.VGG16(weights=None)
+    model = keras_classics.get_model("resnext50_32x4d", include_top=False, pooling="avg")
+"""
+from . import layers, models
+from .models import *  # noqa: F401,F403  (the builders)
+from .models import __all__ as _builders
+from .registry import ModelInfo, get_model, list_models, model_info
+
+__version__ = "0.1.0"
+__all__ = ["layers", "models", "get_model", "list_models", "model_info", "ModelInfo",
+           *_builders]

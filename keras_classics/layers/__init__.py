@@ -1,0 +1,13 @@
+"""Shared building blocks of the keras_classics zoo."""
+from .dense import dense_block, dense_layer, transition_block
+from .inception import inception_module
+from .lrn import LocalResponseNormalization
+from .norm import NORMS, check_norm, conv_norm_act, normalize
+from .residual import basic_block, bottleneck_block
+from .se import SqueezeExcite
+
+__all__ = [
+    "LocalResponseNormalization", "SqueezeExcite", "NORMS", "check_norm", "normalize",
+    "conv_norm_act", "dense_layer", "dense_block", "transition_block", "inception_module",
+    "basic_block", "bottleneck_block",
+]

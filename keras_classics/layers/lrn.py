@@ -1,0 +1,42 @@
+"""Local response normalization (Krizhevsky, Sutskever & Hinton 2012, section 3.3)."""
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="keras_classics")
+class LocalResponseNormalization(keras.layers.Layer):
+    """``b_i = a_i / (k + alpha * sum_{j=i-n/2}^{i+n/2} a_j^2) ** beta`` across channels.
+
+    Arguments follow the AlexNet paper: window ``size`` n (odd), ``k``, ``alpha``, ``beta``;
+    the paper's values are n=5, k=2, α=1e-4, β=0.75. Caffe and PyTorch (``nn.LocalResponseNorm``)
+    divide their α by n, so their ``alpha=5e-4`` is the paper's 1e-4 at n=5: build such a layer
+    with :meth:`from_caffe`. Computed with ``tf.nn.local_response_normalization`` in float32
+    (and cast back), so it is safe under mixed precision.
+    """
+
+    def __init__(self, size=5, k=2.0, alpha=1e-4, beta=0.75, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(size, int) or size < 1 or size % 2 == 0:
+            raise ValueError(
+                f"LocalResponseNormalization: size must be a positive odd int, got {size!r}"
+            )
+        self.size, self.k, self.alpha, self.beta = size, float(k), float(alpha), float(beta)
+
+    @classmethod
+    def from_caffe(cls, size=5, alpha=1e-4, beta=0.75, k=1.0, **kwargs):
+        """Build from Caffe/PyTorch arguments, whose ``alpha`` is already divided by ``size``."""
+        return cls(size=size, k=k, alpha=alpha / size, beta=beta, **kwargs)
+
+    def call(self, inputs):
+        x = tf.cast(inputs, tf.float32)
+        y = tf.nn.local_response_normalization(
+            x, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha, beta=self.beta
+        )
+        return tf.cast(y, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "k": self.k,
+                "alpha": self.alpha, "beta": self.beta}

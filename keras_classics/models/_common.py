@@ -1,0 +1,139 @@
+"""What every builder shares: the keras.applications signature, its checks, the head, weights.
+
+Checks run before any layer is built, so bad input gets a ValueError naming the model, the
+value given and what is allowed, never a negative-dimension trace from TensorFlow.
+"""
+import os
+
+import keras
+
+from ..layers.norm import check_norm
+
+WEIGHT_SUFFIXES = (".weights.h5", ".h5")
+
+
+def check_args(model_name, *, include_top, weights, pooling, classes, norm="batch"):
+    """Validate the arguments every builder takes; raise ValueError saying what is allowed."""
+    check_norm(norm, model_name)
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"{model_name}: pooling must be None, 'avg' or 'max', got {pooling!r}")
+    if include_top and (not isinstance(classes, int) or classes < 1):
+        raise ValueError(f"{model_name}: classes must be a positive int, got {classes!r}")
+    if weights is None:
+        return
+    if weights == "imagenet":
+        return  # availability is checked after the input shape, see model_input
+    path = os.fspath(weights)
+    if not path.endswith(WEIGHT_SUFFIXES):
+        raise ValueError(f"{model_name}: weights must be None or a path ending in "
+                         f"{' or '.join(WEIGHT_SUFFIXES)}, got {path!r}")
+    if not os.path.isfile(path):
+        raise ValueError(f"{model_name}: weights file {path!r} does not exist")
+
+
+def model_input(model_name, *, input_tensor, input_shape, default_size, min_size, include_top,
+                weights, fixed_head=False):
+    """Return ``(inputs, image_tensor)`` after checking the input shape (channels last).
+
+    Without ``input_shape``: ``(default_size, default_size, 3)`` when ``include_top``
+    (keras.applications' rule), else ``(None, None, 3)``. ``fixed_head`` marks models whose top
+    flattens a feature map (AlexNet, ZFNet, VGG): with ``include_top=True`` they need a fixed
+    size, and with weights, the size those weights were made for.
+    """
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(f"{model_name}: only image_data_format='channels_last' is supported")
+    if input_tensor is not None:
+        shape = tuple(input_tensor.shape[1:])
+    elif input_shape is not None:
+        shape = tuple(input_shape)
+    else:
+        shape = (default_size, default_size, 3) if include_top else (None, None, 3)
+    if len(shape) != 3:
+        raise ValueError(f"{model_name}: input_shape must be (height, width, channels), "
+                         f"got {shape!r}")
+    height, width, channels = shape
+    if channels is None or channels < 1:
+        raise ValueError(f"{model_name}: the channel count must be a positive int, "
+                         f"got {channels!r} in input_shape {shape!r}")
+    if weights == "imagenet" and channels != 3:
+        raise ValueError(f"{model_name}: weights='imagenet' needs 3 input channels, "
+                         f"got {channels}")
+    for size in (height, width):
+        if size is not None and size < min_size:
+            raise ValueError(
+                f"{model_name} needs inputs of at least {min_size}x{min_size}, "
+                f"got {height}x{width}"
+            )
+    if include_top and fixed_head:
+        if height is None or width is None:
+            raise ValueError(
+                f"{model_name}: include_top=True flattens the last feature map, so the input "
+                f"size must be fixed; got input_shape {shape!r} (use include_top=False for "
+                "variable sizes)")
+        if weights is not None and (height, width) != (default_size, default_size):
+            raise ValueError(
+                f"{model_name}: include_top=True with pretrained weights needs input_shape "
+                f"({default_size}, {default_size}, {channels}), got {shape!r}")
+    if weights == "imagenet":
+        raise ValueError(
+            f"{model_name}: weights='imagenet' is not available in this version of "
+            "keras_classics; pass weights=None or the path to a .weights.h5 / .h5 file"
+        )
+    if input_tensor is None:
+        img = keras.Input(shape=shape, name="input_layer")
+        return img, img
+    if not keras.backend.is_keras_tensor(input_tensor):
+        img = keras.Input(tensor=input_tensor, shape=shape)
+        return img, img
+    return keras.utils.get_source_inputs(input_tensor), input_tensor
+
+
+def pool_features(x, pooling):
+    """The ``include_top=False`` output: the feature map, or its global average/max."""
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
+
+
+def gap_classifier(x, classes, classifier_activation, dropout=0.0):
+    """Global average pool, optional dropout, one Dense: GoogLeNet, ResNet and DenseNet's top."""
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+
+
+def finalize(inputs, outputs, name, weights):
+    """Make the functional model and load ``weights`` (a path) into it."""
+    model = keras.Model(inputs, outputs, name=name)
+    if weights is not None:
+        try:
+            model.load_weights(os.fspath(weights))
+        except Exception as err:  # the half-built model is dropped: nothing partial escapes
+            raise ValueError(f"{name}: could not load weights from {os.fspath(weights)!r}: "
+                             f"{err}") from err
+    return model
+
+
+def out_size(size, kernel, stride, padding):
+    """Spatial output size of a conv/pool: ``padding`` is "same", "valid" or an int pad."""
+    if padding == "same":
+        return -(-size // stride)
+    pad = 0 if padding == "valid" else padding
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def min_input_size(path, limit=4096):
+    """Smallest square input for which every (kernel, stride, padding) op on ``path`` has an
+    output of at least 1×1 (for models whose downsampling is not all "same")."""
+    for size in range(1, limit):
+        s = size
+        for kernel, stride, padding in path:
+            s = out_size(s, kernel, stride, padding)
+            if s < 1:
+                break
+        else:
+            return size
+    raise ValueError("no input size up to %d fits this model" % limit)

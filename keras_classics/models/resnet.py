@@ -1,0 +1,213 @@
+"""The ResNet family from one builder and spec tables (the layout of timm's ``resnet.py`` and
+keras.applications' ``ResNet(stack_fn, preact, use_bias)``).
+
+- ResNet v1: He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
+- Pre-activation (v2): He et al., "Identity Mappings in Deep Residual Networks", ECCV 2016.
+- Wide ResNet: Zagoruyko & Komodakis, BMVC 2016.
+- ResNeXt: Xie et al., "Aggregated Residual Transformations for Deep Neural Networks", CVPR 2017.
+- SE-ResNet/SE-ResNeXt: Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018.
+
+A variant is a row of :data:`VARIANTS` (ImageNet, 224×224) or :data:`CIFAR_VARIANTS` (32×32).
+Layer names are keras.applications' (stem ``conv1_conv``, stages ``conv2``..``conv5``, blocks
+``conv{stage}_block{i}``, ``post_bn``, ``avg_pool``, ``predictions``).
+"""
+from ..layers import basic_block, bottleneck_block, normalize
+from ._common import check_args, finalize, gap_classifier, model_input, pool_features
+import keras
+
+# depth -> (block, blocks per stage): Table 1 of the ResNet paper.
+DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+    200: ("bottleneck", (3, 24, 36, 3)),
+}
+BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
+
+_V1_KERAS = "conv biases before every BN and the stride in the first 1x1 (keras.applications)"
+_V15 = "no conv biases, stride in the 3x3 (torchvision's \"v1.5\")"
+# name -> (builder function name, ResNet() arguments, what it is)
+VARIANTS = {
+    "resnet18": ("ResNet18", dict(depth=18, use_bias=False), "ResNet-18, no conv biases"),
+    "resnet34": ("ResNet34", dict(depth=34, use_bias=False), "ResNet-34, no conv biases"),
+    "resnet50": ("ResNet50", dict(depth=50, use_bias=True, stride_in="1x1"),
+                 "ResNet-50 as in the paper, " + _V1_KERAS),
+    "resnet101": ("ResNet101", dict(depth=101, use_bias=True, stride_in="1x1"),
+                  "ResNet-101 as in the paper, " + _V1_KERAS),
+    "resnet152": ("ResNet152", dict(depth=152, use_bias=True, stride_in="1x1"),
+                  "ResNet-152 as in the paper, " + _V1_KERAS),
+    "resnet50_v1_5": ("ResNet50V1_5", dict(depth=50), "ResNet-50, " + _V15),
+    "resnet101_v1_5": ("ResNet101V1_5", dict(depth=101), "ResNet-101, " + _V15),
+    "resnet152_v1_5": ("ResNet152V1_5", dict(depth=152), "ResNet-152, " + _V15),
+    "resnet50_v2": ("ResNet50V2", dict(depth=50, preact=True, use_bias=True),
+                    "pre-activation ResNet-50 as keras.applications' ResNet50V2"),
+    "resnet101_v2": ("ResNet101V2", dict(depth=101, preact=True, use_bias=True),
+                     "pre-activation ResNet-101 as keras.applications' ResNet101V2"),
+    "resnet152_v2": ("ResNet152V2", dict(depth=152, preact=True, use_bias=True),
+                     "pre-activation ResNet-152 as keras.applications' ResNet152V2"),
+    "wide_resnet50_2": ("WideResNet50_2", dict(depth=50, base_width=128),
+                        "Wide ResNet-50-2: bottleneck width doubled, " + _V15),
+    "wide_resnet101_2": ("WideResNet101_2", dict(depth=101, base_width=128),
+                         "Wide ResNet-101-2: bottleneck width doubled, " + _V15),
+    "resnext50_32x4d": ("ResNeXt50_32x4d", dict(depth=50, groups=32, base_width=4),
+                        "ResNeXt-50 (32x4d), " + _V15 + " as in the ResNeXt paper"),
+    "resnext101_32x8d": ("ResNeXt101_32x8d", dict(depth=101, groups=32, base_width=8),
+                         "ResNeXt-101 (32x8d), " + _V15),
+    "resnext101_64x4d": ("ResNeXt101_64x4d", dict(depth=101, groups=64, base_width=4),
+                         "ResNeXt-101 (64x4d), " + _V15),
+    "se_resnet50": ("SEResNet50", dict(depth=50, se_ratio=16, stride_in="1x1"),
+                    "SE-ResNet-50 (r=16), stride in the first 1x1 as the SENet paper's "
+                    "Caffe models (timm strides the 3x3: same parameters)"),
+    "se_resnet101": ("SEResNet101", dict(depth=101, se_ratio=16, stride_in="1x1"),
+                     "SE-ResNet-101 (r=16), stride in the first 1x1 as the SENet paper"),
+    "se_resnet152": ("SEResNet152", dict(depth=152, se_ratio=16, stride_in="1x1"),
+                     "SE-ResNet-152 (r=16), stride in the first 1x1 as the SENet paper"),
+    "se_resnext50_32x4d": ("SEResNeXt50_32x4d",
+                           dict(depth=50, groups=32, base_width=4, se_ratio=16),
+                           "SE-ResNeXt-50 (32x4d, r=16)"),
+    "se_resnext101_32x4d": ("SEResNeXt101_32x4d",
+                            dict(depth=101, groups=32, base_width=4, se_ratio=16),
+                            "SE-ResNeXt-101 (32x4d, r=16)"),
+}
+
+
+def _stages(x, block, blocks, filters, strides, stride_last=False, **block_kwargs):
+    """Stages ``conv2``, ``conv3``, ...; ``stride_last`` is Keras' ResNetV2 layout (the stride
+    in the last block of a stage, a projection only in the first)."""
+    for stage, (n, f, s) in enumerate(zip(blocks, filters, strides), start=2):
+        for i in range(n):
+            if stride_last:
+                stride, shortcut = (s if i == n - 1 else 1), i == 0
+            else:
+                stride, shortcut = (s if i == 0 else 1), None
+            x = block(x, f, name=f"conv{stage}_block{i + 1}", stride=stride,
+                      conv_shortcut=shortcut, **block_kwargs)
+    return x
+
+
+def ResNet(depth=50, include_top=True, weights=None, input_tensor=None, input_shape=None,
+           pooling=None, classes=1000, classifier_activation="softmax", name=None, preact=False,
+           groups=1, base_width=64, se_ratio=None, stride_in="3x3", use_bias=False,
+           norm="batch", epsilon=1.001e-5):
+    """An ImageNet ResNet of ``depth`` 18, 34, 50, 101, 152 or 200 (Table 1 of the paper).
+
+    ``preact`` gives the pre-activation network in keras.applications' ResNetV2 layout;
+    ``groups``/``base_width`` make ResNeXt and Wide ResNet bottlenecks; ``se_ratio`` adds an SE
+    block before each addition; ``stride_in`` and ``use_bias`` choose between the paper/Keras
+    layout ("1x1", biases) and torchvision's v1.5 ("3x3", no biases); see
+    :func:`keras_classics.layers.bottleneck_block`.
+    """
+    model_name = name or f"resnet{depth}"
+    if depth not in DEPTHS:
+        raise ValueError(f"{model_name}: depth must be one of {sorted(DEPTHS)}, got {depth!r}")
+    kind, blocks = DEPTHS[depth]
+    if kind == "basic" and (groups != 1 or base_width != 64):
+        raise ValueError(f"{model_name}: groups/base_width need a bottleneck depth "
+                         f"(50, 101, 152, 200), got depth {depth}")
+    check_args(model_name, include_top=include_top, weights=weights, pooling=pooling,
+               classes=classes, norm=norm)
+    inputs, x = model_input(model_name, input_tensor=input_tensor, input_shape=input_shape,
+                            default_size=224, min_size=32, include_top=include_top,
+                            weights=weights)
+    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
+    x = keras.layers.Conv2D(64, 7, strides=2, use_bias=use_bias or norm is None,
+                            name="conv1_conv")(x)
+    if not preact:
+        x = normalize(x, norm, "conv1", epsilon=epsilon)
+        x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    kwargs = dict(preact=preact, se_ratio=se_ratio, norm=norm, use_bias=use_bias,
+                  epsilon=epsilon)
+    if kind == "bottleneck":
+        kwargs.update(groups=groups, base_width=base_width, stride_in=stride_in)
+    strides = (2, 2, 2, 1) if preact else (1, 2, 2, 2)
+    x = _stages(x, BLOCKS[kind], blocks, (64, 128, 256, 512), strides, stride_last=preact,
+                **kwargs)
+    if preact:
+        x = normalize(x, norm, "post", epsilon=epsilon)
+        x = keras.layers.Activation("relu", name="post_relu")(x)
+    x = gap_classifier(x, classes, classifier_activation) if include_top else \
+        pool_features(x, pooling)
+    return finalize(inputs, x, model_name, weights)
+
+
+def CifarResNet(depth, include_top=True, weights=None, input_tensor=None, input_shape=None,
+                pooling=None, classes=10, classifier_activation="softmax", name=None,
+                block="bottleneck", width=1, dropout=0.0, norm="batch", epsilon=1e-5):
+    """Pre-activation CIFAR ResNets: 3×3 conv to 16 channels, three stages at 32, 16, 8 pixels.
+
+    ``block="bottleneck"``: "Identity Mappings" ResNet-164/1001, depth = 9n+2, stage outputs
+    64/128/256. ``block="basic"``: Wide ResNet WRN-depth-width, depth = 6n+4, stage widths
+    16k/32k/64k, ``dropout`` between the convs (the WRN paper's 0.3 is opt-in). No conv biases.
+    """
+    model_name = name or (f"preact_resnet{depth}" if block == "bottleneck"
+                          else f"wrn_{depth}_{width}")
+    per_block, offset = {"bottleneck": (9, 2), "basic": (6, 4)}.get(block, (None, None))
+    if per_block is None:
+        raise ValueError(f"{model_name}: block must be 'bottleneck' or 'basic', got {block!r}")
+    if not isinstance(depth, int) or depth < per_block + offset or \
+            (depth - offset) % per_block:
+        raise ValueError(f"{model_name}: depth must be {per_block}n+{offset} (n >= 1) for "
+                         f"{block} blocks, e.g. {per_block * 18 + offset if block == 'bottleneck' else 28}; "
+                         f"got {depth!r}")
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"{model_name}: width must be a positive int, got {width!r}")
+    n = (depth - offset) // per_block
+    check_args(model_name, include_top=include_top, weights=weights, pooling=pooling,
+               classes=classes, norm=norm)
+    inputs, x = model_input(model_name, input_tensor=input_tensor, input_shape=input_shape,
+                            default_size=32, min_size=4, include_top=include_top,
+                            weights=weights)
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=norm is None,
+                            name="conv1_conv")(x)
+    kwargs = dict(preact=True, norm=norm, epsilon=epsilon)
+    if block == "basic":
+        kwargs["dropout"] = dropout
+        filters = (16 * width, 32 * width, 64 * width)
+    else:
+        filters = (16, 32, 64)
+    x = _stages(x, BLOCKS[block], (n, n, n), filters, (1, 2, 2), **kwargs)
+    x = normalize(x, norm, "post", epsilon=epsilon)
+    x = keras.layers.Activation("relu", name="post_relu")(x)
+    x = gap_classifier(x, classes, classifier_activation) if include_top else \
+        pool_features(x, pooling)
+    return finalize(inputs, x, model_name, weights)
+
+
+def _public(func_name, model_name, spec, what, base=ResNet, classes=1000):
+    def builder(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                pooling=None, classes=classes, classifier_activation="softmax",
+                name=model_name, **kwargs):
+        return base(**{**spec, **kwargs}, include_top=include_top, weights=weights,
+                    input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
+                    classes=classes, classifier_activation=classifier_activation, name=name)
+
+    builder.__name__ = builder.__qualname__ = func_name
+    builder.__doc__ = f"{what}. Other arguments: see :func:`{base.__name__}`."
+    return builder
+
+
+for _name, (_func, _spec, _what) in VARIANTS.items():
+    globals()[_func] = _public(_func, _name, _spec, _what)
+
+PreActResNet164 = _public("PreActResNet164", "preact_resnet164", dict(depth=164),
+                          "Pre-activation ResNet-164 for CIFAR (1.7 M parameters)",
+                          base=CifarResNet, classes=10)
+PreActResNet1001 = _public("PreActResNet1001", "preact_resnet1001", dict(depth=1001),
+                           "Pre-activation ResNet-1001 for CIFAR (10.2 M parameters)",
+                           base=CifarResNet, classes=10)
+
+
+def WideResNet(depth=28, width=10, include_top=True, weights=None, input_tensor=None,
+               input_shape=None, pooling=None, classes=10, classifier_activation="softmax",
+               name=None, dropout=0.0, norm="batch"):
+    """CIFAR Wide ResNet WRN-``depth``-``width`` (Zagoruyko & Komodakis 2016), e.g. WRN-28-10
+    (36.5 M parameters). See :func:`CifarResNet`."""
+    return CifarResNet(depth, include_top=include_top, weights=weights,
+                       input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
+                       classes=classes, classifier_activation=classifier_activation,
+                       name=name or f"wrn_{depth}_{width}", block="basic", width=width,
+                       dropout=dropout, norm=norm)

@@ -1,0 +1,87 @@
+"""VGG (Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
+Recognition", ICLR 2015): the configurations of the paper's Table 1 as rows of one table.
+
+Layer names and weight order are keras.applications' (``block1_conv1`` ... ``fc1``, ``fc2``,
+``predictions``), so Keras' VGG16/VGG19 weights load unchanged. We add the paper's dropout 0.5
+after fc1 and fc2 (keras.applications omits it; it has no weights).
+"""
+import keras
+
+from ..layers import LocalResponseNormalization, conv_norm_act
+from ._common import check_args, finalize, model_input, pool_features
+
+# One list per block (each block ends in a 2×2/2 max pool); an int is a conv3 with that many
+# channels, ``(1, n)`` a conv1 (config C), "LRN" the A-LRN normalization.
+CONFIGS = {
+    "A": [[64], [128], [256, 256], [512, 512], [512, 512]],
+    "A-LRN": [[64, "LRN"], [128], [256, 256], [512, 512], [512, 512]],
+    "B": [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+    "C": [[64, 64], [128, 128], [256, 256, (1, 256)], [512, 512, (1, 512)],
+          [512, 512, (1, 512)]],
+    "D": [[64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3],
+    "E": [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4],
+}
+DEPTH_TO_CONFIG = {11: "A", 13: "B", 16: "D", 19: "E"}
+
+
+def VGG(config="D", include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name=None,
+        batch_norm=False, norm=None, dropout=0.5):
+    """VGG configuration ``config`` (A, A-LRN, B, C, D, E) of Table 1.
+
+    ``batch_norm=True`` (or ``norm="batch"``) puts a BatchNormalization between every conv and
+    its ReLU, as torchvision's ``vgg*_bn``; the convs keep their biases, as there. The A-LRN
+    normalization is the AlexNet LRN (the paper used its constants: n=5, k=2, α=1e-4, β=0.75).
+    """
+    if config not in CONFIGS:
+        raise ValueError(f"vgg: unknown config {config!r}; allowed: {', '.join(CONFIGS)}")
+    if batch_norm:
+        if norm not in (None, "batch"):
+            raise ValueError(f"vgg: batch_norm=True conflicts with norm={norm!r}")
+        norm = "batch"
+    model_name = name or "vgg_" + config.lower().replace("-", "_")
+    check_args(model_name, include_top=include_top, weights=weights, pooling=pooling,
+               classes=classes, norm=norm)
+    inputs, x = model_input(model_name, input_tensor=input_tensor, input_shape=input_shape,
+                            default_size=224, min_size=32, include_top=include_top,
+                            weights=weights, fixed_head=True)
+    for b, block in enumerate(CONFIGS[config], start=1):
+        i = 0
+        for item in block:
+            if item == "LRN":
+                x = LocalResponseNormalization(name=f"block{b}_lrn")(x)
+                continue
+            i += 1
+            kernel, filters = item if isinstance(item, tuple) else (3, item)
+            x = conv_norm_act(x, filters, kernel, f"block{b}_conv{i}", norm=norm)
+        x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{b}_pool")(x)
+    if include_top:
+        x = keras.layers.Flatten(name="flatten")(x)
+        for i in (1, 2):
+            x = keras.layers.Dense(4096, activation="relu", name=f"fc{i}")(x)
+            if dropout:
+                x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
+        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    else:
+        x = pool_features(x, pooling)
+    return finalize(inputs, x, model_name, weights)
+
+
+def _depth_builder(depth):
+    config = DEPTH_TO_CONFIG[depth]
+
+    def builder(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax", name=None,
+                batch_norm=False, norm=None, dropout=0.5):
+        default = f"vgg{depth}" + ("_bn" if batch_norm or norm == "batch" else "")
+        return VGG(config, include_top=include_top, weights=weights,
+                   input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
+                   classes=classes, classifier_activation=classifier_activation,
+                   name=name or default, batch_norm=batch_norm, norm=norm, dropout=dropout)
+
+    builder.__name__ = builder.__qualname__ = f"VGG{depth}"
+    builder.__doc__ = f"VGG-{depth}: configuration {config} of Table 1 (see :func:`VGG`)."
+    return builder
+
+
+VGG11, VGG13, VGG16, VGG19 = (_depth_builder(d) for d in (11, 13, 16, 19))
