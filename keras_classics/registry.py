@@ -132,14 +132,17 @@ def list_models(family=None):
 
 def model_info(name):
     """The :class:`ModelInfo` of a registered name; unknown names raise with close matches."""
-    key = str(name).lower().replace("-", "_")
-    if key in _registry():
-        return _registry()[key]
-    for pattern, _, factory in _PATTERNS:
-        match = re.fullmatch(pattern, key)
-        if match:
-            return factory(match)
-    close = difflib.get_close_matches(key, list_models(), n=5, cutoff=0.5)
+    lowered = str(name).lower()
+    for key in (lowered.replace("-", "_"), lowered.replace("-", "")):  # wrn-28-10, ResNet-50
+        if key in _registry():
+            return _registry()[key]
+        for pattern, _, factory in _PATTERNS:
+            match = re.fullmatch(pattern, key)
+            if match:
+                return factory(match)
+    names = list_models()
+    close = [n for n in names if n.startswith(key)]
+    close = list(dict.fromkeys(close + difflib.get_close_matches(key, names, n=5, cutoff=0.5)))[:5]
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ValueError(f"unknown model {name!r}{hint} (keras_classics.list_models() lists all; "
                      "wrn_{depth}_{k}, densenet_bc_{L}_{k} and preact_resnet{depth} take any "

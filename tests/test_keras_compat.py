@@ -1,0 +1,60 @@
+"""Models keras.applications also has keep its layer names, weight shapes and weight order, so
+Keras' own weight files load unchanged and give the same outputs."""
+import keras
+import numpy as np
+import pytest
+
+import keras_classics as kc
+from conftest import random_images
+
+KERAS = {
+    "vgg16": keras.applications.VGG16, "vgg19": keras.applications.VGG19,
+    "resnet50": keras.applications.ResNet50, "resnet101": keras.applications.ResNet101,
+    "resnet152": keras.applications.ResNet152, "resnet50_v2": keras.applications.ResNet50V2,
+    "resnet101_v2": keras.applications.ResNet101V2,
+    "resnet152_v2": keras.applications.ResNet152V2,
+    "densenet121": keras.applications.DenseNet121,
+    "densenet169": keras.applications.DenseNet169,
+    "densenet201": keras.applications.DenseNet201,
+}
+
+
+def weight_layout(model):
+    return [(layer.name, [tuple(w.shape) for w in layer.weights])
+            for layer in model.layers if layer.weights]
+
+
+@pytest.mark.parametrize("name", sorted(KERAS))
+def test_same_layer_names_shapes_and_order(name):
+    ours, theirs = kc.get_model(name), KERAS[name](weights=None)
+    assert weight_layout(ours) == weight_layout(theirs)
+    assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+
+
+@pytest.mark.parametrize("name", sorted(KERAS))
+def test_same_outputs_with_keras_weights(name):
+    shape = (64, 64, 3)
+    theirs = KERAS[name](weights=None, include_top=False, input_shape=shape, pooling="avg")
+    ours = kc.get_model(name, include_top=False, input_shape=shape, pooling="avg")
+    ours.set_weights(theirs.get_weights())
+    x = random_images(shape)
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "densenet121", "resnet50_v2"])
+def test_keras_weights_file_loads_by_path(name, tmp_path):
+    shape = (48, 48, 3)
+    theirs = KERAS[name](weights=None, include_top=False, input_shape=shape)
+    path = tmp_path / f"{name}.weights.h5"
+    theirs.save_weights(path)
+    ours = kc.get_model(name, weights=str(path), include_top=False, input_shape=shape)
+    x = random_images(shape)
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+
+def test_vgg16_full_top_outputs_match():
+    theirs = keras.applications.VGG16(weights=None)
+    ours = kc.VGG16()
+    ours.set_weights(theirs.get_weights())
+    x = random_images((224, 224, 3), batch=1)
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-6)

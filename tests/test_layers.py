@@ -1,0 +1,147 @@
+"""The shared building blocks: numerics against plain-numpy formulas, configs, .keras round trips."""
+import keras
+import numpy as np
+import pytest
+
+import keras_classics as kc
+from keras_classics import layers as L
+from conftest import random_images
+
+
+def lrn_reference(a, n, k, alpha, beta):
+    """The AlexNet paper's formula (section 3.3), written out channel by channel."""
+    out = np.empty_like(a)
+    channels = a.shape[-1]
+    for i in range(channels):
+        lo, hi = max(0, i - n // 2), min(channels - 1, i + n // 2)
+        out[..., i] = a[..., i] / (k + alpha * (a[..., lo:hi + 1] ** 2).sum(-1)) ** beta
+    return out
+
+
+def test_lrn_is_the_paper_formula():
+    a = np.random.default_rng(1).normal(0, 20, (2, 5, 5, 16)).astype("float32")
+    layer = L.LocalResponseNormalization()  # the paper: n=5, k=2, alpha=1e-4, beta=0.75
+    np.testing.assert_allclose(layer(a), lrn_reference(a, 5, 2.0, 1e-4, 0.75), rtol=1e-5)
+
+
+def test_lrn_caffe_alpha_is_divided_by_n():
+    a = np.random.default_rng(2).normal(0, 20, (1, 3, 3, 12)).astype("float32")
+    caffe = L.LocalResponseNormalization.from_caffe(size=5, alpha=5e-4, beta=0.75, k=2.0)
+    assert caffe.alpha == pytest.approx(1e-4)
+    # PyTorch's LocalResponseNorm(5, alpha=5e-4, k=2): a / (k + alpha/n * sum a^2)^beta
+    np.testing.assert_allclose(caffe(a), lrn_reference(a, 5, 2.0, 5e-4 / 5, 0.75), rtol=1e-5)
+
+
+def test_lrn_rejects_even_size():
+    with pytest.raises(ValueError, match="odd"):
+        L.LocalResponseNormalization(size=4)
+
+
+def test_squeeze_excite_matches_numpy():
+    x = random_images((4, 4, 32))
+    layer = L.SqueezeExcite(ratio=8)
+    y = np.asarray(layer(x))
+    w1, b1, w2, b2 = (np.asarray(w) for w in layer.weights)
+    assert w1.shape == (32, 4) and w2.shape == (4, 32)
+    s = x.mean(axis=(1, 2))
+    s = np.maximum(s @ w1 + b1, 0) @ w2 + b2
+    np.testing.assert_allclose(y, x * (1 / (1 + np.exp(-s)))[:, None, None, :], rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_squeeze_excite_divisor_rounds_up():
+    assert L.SqueezeExcite(16).reduced_channels(64) == 4
+    assert L.SqueezeExcite(16, divisor=8).reduced_channels(64) == 8
+
+
+@pytest.mark.parametrize("norm,cls,groups", [("batch", "BatchNormalization", None),
+                                             ("group", "GroupNormalization", 16),
+                                             ("layer", "GroupNormalization", 1),
+                                             ("instance", "GroupNormalization", 48)])
+def test_norm_factory(norm, cls, groups):
+    x = keras.Input((8, 8, 48))
+    y = L.normalize(x, norm, "conv1")
+    layer = y._keras_history.operation
+    assert layer.__class__.__name__ == cls
+    assert layer.name == "conv1_" + {"batch": "bn", "group": "gn", "layer": "ln",
+                                     "instance": "in"}[norm]
+    if groups:
+        assert layer.groups == groups
+
+
+def test_instance_norm_normalizes_each_channel_of_each_image():
+    x = keras.Input((6, 6, 4))
+    model = keras.Model(x, L.normalize(x, "instance", "n"))
+    y = np.asarray(model(random_images((6, 6, 4)) * 5 + 3))
+    np.testing.assert_allclose(y.mean(axis=(1, 2)), 0, atol=1e-4)
+    np.testing.assert_allclose(y.std(axis=(1, 2)), 1, atol=1e-2)
+
+
+def test_unknown_norm_lists_allowed():
+    with pytest.raises(ValueError, match="'batch', 'group', 'layer', 'instance', None"):
+        L.normalize(keras.Input((4, 4, 8)), "weight", "x")
+
+
+def test_inception_module_channels_and_naive_form():
+    x = keras.Input((28, 28, 192))
+    y = L.inception_module(x, (64, 96, 128, 16, 32, 32), "inception_3a")
+    assert y.shape[-1] == 64 + 128 + 32 + 32
+    naive = L.inception_module(x, (64, 96, 128, 16, 32, 32), "naive", naive=True)
+    assert naive.shape[-1] == 64 + 128 + 32 + 192  # the pool branch passes all 192 through
+    names = {layer.name for layer in keras.Model(x, [y, naive]).layers}
+    assert "inception_3a_3x3_reduce" in names and "naive_3x3_reduce" not in names
+
+
+def test_dense_block_and_transition_channels():
+    x = keras.Input((16, 16, 24))
+    y = L.dense_block(x, 4, growth_rate=12, name="conv2")
+    assert y.shape[-1] == 24 + 4 * 12
+    t = L.transition_block(y, "pool2", compression=0.5)
+    assert tuple(t.shape[1:]) == (8, 8, 36)
+
+
+@pytest.mark.parametrize("kwargs,out", [
+    (dict(groups=32, base_width=4), 256),  # ResNeXt
+    (dict(base_width=128), 256),           # Wide ResNet
+    (dict(se_ratio=16), 256),              # SE
+    (dict(preact=True), 256),
+])
+def test_bottleneck_variants(kwargs, out):
+    x = keras.Input((8, 8, 64))
+    y = L.bottleneck_block(x, 64, "conv2_block1", stride=2, **kwargs)
+    assert tuple(y.shape[1:]) == (4, 4, out)
+
+
+def all_layers_model():
+    x = inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(32, 3, padding="same")(x)
+    x = L.LocalResponseNormalization(name="lrn")(x)
+    x = L.inception_module(x, (8, 8, 16, 4, 8, 8), "inc")
+    x = L.basic_block(x, 32, "b1", norm="group", se_ratio=4)
+    x = L.basic_block(x, 32, "b2", preact=True, norm="instance", dropout=0.1)
+    x = L.bottleneck_block(x, 16, "b3", stride=2, groups=4, base_width=16, norm="layer")
+    x = L.bottleneck_block(x, 16, "b4", preact=True, se_ratio=4)
+    x = L.dense_block(x, 2, 8, "d")
+    x = L.transition_block(x, "t")
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, keras.layers.Dense(5)(x))
+
+
+def test_every_shared_layer_round_trips_through_keras_file(tmp_path):
+    model = all_layers_model()
+    x = random_images((16, 16, 3))
+    path = tmp_path / "layers.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert {type(l).__name__ for l in loaded.layers} >= {"LocalResponseNormalization",
+                                                          "SqueezeExcite"}
+    np.testing.assert_allclose(loaded(x), model(x), rtol=1e-6, atol=1e-6)
+
+
+def test_custom_layer_configs():
+    lrn = L.LocalResponseNormalization(size=3, k=1.0, alpha=2e-4, beta=0.5)
+    assert L.LocalResponseNormalization.from_config(lrn.get_config()).get_config() == \
+        lrn.get_config()
+    se = L.SqueezeExcite(ratio=4, divisor=8, name="se")
+    assert L.SqueezeExcite.from_config(se.get_config()).divisor == 8
+    assert kc.layers.SqueezeExcite is L.SqueezeExcite
