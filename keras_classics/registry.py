@@ -7,6 +7,7 @@ numbers.
 import dataclasses
 import difflib
 import functools
+import math
 import re
 from typing import Callable
 
@@ -152,3 +153,15 @@ def model_info(name):
 def get_model(name, **kwargs):
     """Build a registered model: ``get_model("vgg16_bn", include_top=False, pooling="avg")``."""
     return model_info(name).build(**kwargs)
+
+
+def describe(name, **kwargs):
+    """Build ``name`` at its standard configuration and return its vital figures as a dict:
+    name, family, dataset, default/min input size, trainable and total parameters, layers."""
+    info = model_info(name)
+    model = info.build(**kwargs)
+    trainable = sum(int(math.prod(w.shape)) for w in model.trainable_weights)
+    return {"name": info.name, "family": info.family, "dataset": info.dataset,
+            "input": info.default_size, "min_input": info.min_size, "trainable": trainable,
+            "total": model.count_params(), "layers": len(model.layers),
+            "paper": info.paper, "description": info.description}
