@@ -10,8 +10,9 @@ input_shape, pooling, classes, classifier_activation, name``)::
 from . import layers, models
 from .models import *  # noqa: F401,F403  (the builders)
 from .models import __all__ as _builders
+from .analysis import profile
 from .registry import ModelInfo, describe, get_model, list_models, model_info
 
 __version__ = "0.1.0"
-__all__ = ["layers", "models", "describe", "get_model", "list_models", "model_info", "ModelInfo",
+__all__ = ["layers", "models", "profile", "describe", "get_model", "list_models", "model_info", "ModelInfo",
            *_builders]

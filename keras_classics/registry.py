@@ -47,6 +47,7 @@ class ModelInfo:
     default_size: int
     min_size: int
     description: str
+    top1: float = None  # published ImageNet top-1 (%) of this exact topology, where one exists
 
     def build(self, **kwargs):
         return self.builder(**{**self.kwargs, "name": self.name, **kwargs})
@@ -91,8 +92,20 @@ def _entries():
         add(name, getattr(models, func), "resnet", paper, description=what)
     for depth in (121, 161, 169, 201, 264):
         add(f"densenet{depth}", getattr(models, f"DenseNet{depth}"), "densenet", "densenet")
+    for name, acc in TOP1.items():
+        e[name] = dataclasses.replace(e[name], top1=acc)
     return e
 
+
+# torchvision's V1 weights (../shared/REFERENCE.md): these registry entries are their topology.
+TOP1 = {
+    "alexnet_owt": 56.52, "vgg11": 69.02, "vgg11_bn": 70.37, "vgg13": 69.93, "vgg13_bn": 71.59,
+    "vgg16": 71.59, "vgg16_bn": 73.36, "vgg19": 72.38, "vgg19_bn": 74.22, "googlenet_bn": 69.78,
+    "resnet18": 69.76, "resnet34": 73.31, "resnet50_v1_5": 76.13, "resnet101_v1_5": 77.37,
+    "resnet152_v1_5": 78.31, "wide_resnet50_2": 78.47, "wide_resnet101_2": 78.85,
+    "resnext50_32x4d": 77.62, "resnext101_32x8d": 79.31, "densenet121": 74.43,
+    "densenet161": 77.14, "densenet169": 75.60, "densenet201": 76.90,
+}
 
 _PATTERNS = [
     # regex, examples listed by list_models(), factory(match) -> ModelInfo
