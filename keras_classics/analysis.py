@@ -475,14 +475,16 @@ def plot_zoo(rows, path):
     max_act = max(r["activation_mib"] for r in rows) or 1
     for r in rows:
         ax.scatter(r["gmacs"], r["params"] / 1e6, s=30 + 900 * r["activation_mib"] / max_act,
-                   color=colors[r["family"]], alpha=0.55, edgecolors="k", linewidths=0.5)
+                   color=colors[r["family"]], alpha=0.55, edgecolors="k", linewidths=0.5,
+                   marker="s" if r["dataset"] == "cifar" else "o")
         ax.annotate(r["name"], (r["gmacs"], r["params"] / 1e6), fontsize=6.5,
                     xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("multiply-adds per image (G, log)")
     ax.set_ylabel("trainable parameters (M, log)")
-    ax.set_title("Compute vs parameters (marker area: activation memory per image)")
+    ax.set_title("Compute vs parameters (area: activation memory per image; "
+                 "squares: CIFAR nets at 32x32)")
     ax.grid(True, which="both", alpha=0.3)
     for fam in families:
         ax.scatter([], [], color=colors[fam], label=fam)
