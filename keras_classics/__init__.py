@@ -7,12 +7,13 @@ input_shape, pooling, classes, classifier_activation, name``)::
     model = keras_classics.VGG16(weights=None)
     model = keras_classics.get_model("resnext50_32x4d", include_top=False, pooling="avg")
 """
-from . import layers, models
+from . import layers, models, preprocessing
 from .models import *  # noqa: F401,F403  (the builders)
 from .models import __all__ as _builders
 from .analysis import profile
+from .preprocessing import decode_predictions, preprocess_input
 from .registry import ModelInfo, describe, get_model, list_models, model_info
 
 __version__ = "0.1.0"
-__all__ = ["layers", "models", "profile", "describe", "get_model", "list_models", "model_info", "ModelInfo",
+__all__ = ["layers", "models", "profile", "preprocess_input", "decode_predictions", "describe", "get_model", "list_models", "model_info", "ModelInfo",
            *_builders]

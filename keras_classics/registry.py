@@ -48,6 +48,7 @@ class ModelInfo:
     min_size: int
     description: str
     top1: float = None  # published ImageNet top-1 (%) of this exact topology, where one exists
+    preprocessing: str = "torch"  # input preprocessing of its ImageNet weights' source
 
     def build(self, **kwargs):
         return self.builder(**{**self.kwargs, "name": self.name, **kwargs})
@@ -94,7 +95,17 @@ def _entries():
         add(f"densenet{depth}", getattr(models, f"DenseNet{depth}"), "densenet", "densenet")
     for name, acc in TOP1.items():
         e[name] = dataclasses.replace(e[name], top1=acc)
+    for name, mode in KERAS_PREPROCESSING.items():
+        e[name] = dataclasses.replace(e[name], preprocessing=mode)
     return e
+
+
+# Models whose ImageNet weights are Keras' own files keep Keras' preprocessing; every other
+# source (torchvision, timm) uses "torch" (RGB in [0, 1], ImageNet mean/std).
+KERAS_PREPROCESSING = {
+    "vgg16": "caffe", "vgg19": "caffe", "resnet50": "caffe", "resnet101": "caffe",
+    "resnet152": "caffe", "resnet50_v2": "tf", "resnet101_v2": "tf", "resnet152_v2": "tf",
+}
 
 
 # torchvision's V1 weights (../shared/REFERENCE.md): these registry entries are their topology.

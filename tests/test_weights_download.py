@@ -1,0 +1,73 @@
+"""fetch() against a loopback HTTP server serving files the test makes."""
+import functools
+import hashlib
+import http.server
+import os
+import socket
+import threading
+
+import pytest
+
+from keras_classics import weights
+
+PAYLOAD = os.urandom(300_000)
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "w.weights.h5").write_bytes(PAYLOAD)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    return tmp_path / "keras_home" / "models"
+
+
+def test_good_hash_downloads_into_the_keras_cache(server, cache):
+    sha = hashlib.sha256(PAYLOAD).hexdigest()
+    path = weights.fetch(f"{server}/w.weights.h5", sha, progress=False)
+    assert path == str(cache / "w.weights.h5")
+    assert open(path, "rb").read() == PAYLOAD
+    assert not (cache / "w.weights.h5.part").exists()
+    md5 = hashlib.md5(PAYLOAD).hexdigest()  # keras.applications pins md5
+    assert weights.fetch(f"{server}/w.weights.h5", md5, progress=False) == path
+
+
+def test_bad_hash_deletes_the_download(server, cache):
+    with pytest.raises(ValueError, match="hash mismatch"):
+        weights.fetch(f"{server}/w.weights.h5", "0" * 64, progress=False)
+    assert list(cache.iterdir()) == []
+
+
+def test_cached_file_is_used_without_network(server, cache):
+    sha = hashlib.sha256(PAYLOAD).hexdigest()
+    weights.fetch(f"{server}/w.weights.h5", sha, progress=False)
+    assert weights.fetch("http://127.0.0.1:9/w.weights.h5", sha, progress=False)
+
+
+def test_corrupted_cache_is_replaced(server, cache):
+    sha = hashlib.sha256(PAYLOAD).hexdigest()
+    cache.mkdir(parents=True)
+    (cache / "w.weights.h5").write_bytes(PAYLOAD[:1000])  # truncated earlier download
+    path = weights.fetch(f"{server}/w.weights.h5", sha, progress=False)
+    assert open(path, "rb").read() == PAYLOAD
+
+
+def test_connection_refused_says_where_to_put_the_file(cache):
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(OSError, match=r"place it at .*keras_home/models/w\.weights\.h5"):
+        weights.fetch(f"http://127.0.0.1:{port}/w.weights.h5", "0" * 64, progress=False)
+    assert not (cache / "w.weights.h5.part").exists()
