@@ -9,10 +9,12 @@ import difflib
 import functools
 import math
 import re
+import warnings
 from typing import Callable
 
 from . import models
 from .models import alexnet, resnet
+from .weights import PRETRAINED_VARIANT, SOURCES
 
 PAPERS = {
     "alexnet": "Krizhevsky, Sutskever & Hinton, ImageNet Classification with Deep "
@@ -49,6 +51,7 @@ class ModelInfo:
     description: str
     top1: float = None  # published ImageNet top-1 (%) of this exact topology, where one exists
     preprocessing: str = "torch"  # input preprocessing of its ImageNet weights' source
+    weights_source: str = None  # "keras", "torchvision" or "timm" when weights="imagenet" works
 
     def build(self, **kwargs):
         return self.builder(**{**self.kwargs, "name": self.name, **kwargs})
@@ -83,9 +86,9 @@ def _entries():
         description="VGG configuration C: 16 layers, a 1x1 conv ends blocks 3-5")
     add("googlenet", models.GoogLeNet, "googlenet", "googlenet")
     add("googlenet_bn", models.GoogLeNet, "googlenet", "googlenet",
-        {"norm": "batch", "lrn": False, "five_kernel": 3, "dropout": 0.2},
+        {"norm": "batch", "lrn": False, "five_kernel": 3, "dropout": 0.2, "last_pool": 2},
         description="torchvision's GoogLeNet: BN after every conv, 3x3 in the '5x5' branch, "
-                    "no LRN")
+                    "no LRN, 2x2 pool before 5a")
     for name, (func, _, what) in resnet.VARIANTS.items():
         paper = ("senet" if name.startswith("se_") else "resnext" if "resnext" in name
                  else "wrn" if name.startswith("wide") else
@@ -95,17 +98,10 @@ def _entries():
         add(f"densenet{depth}", getattr(models, f"DenseNet{depth}"), "densenet", "densenet")
     for name, acc in TOP1.items():
         e[name] = dataclasses.replace(e[name], top1=acc)
-    for name, mode in KERAS_PREPROCESSING.items():
-        e[name] = dataclasses.replace(e[name], preprocessing=mode)
+    for name, source in SOURCES.items():  # each weights source carries its preprocessing
+        e[name] = dataclasses.replace(e[name], preprocessing=source.preprocessing,
+                                      weights_source=source.kind)
     return e
-
-
-# Models whose ImageNet weights are Keras' own files keep Keras' preprocessing; every other
-# source (torchvision, timm) uses "torch" (RGB in [0, 1], ImageNet mean/std).
-KERAS_PREPROCESSING = {
-    "vgg16": "caffe", "vgg19": "caffe", "resnet50": "caffe", "resnet101": "caffe",
-    "resnet152": "caffe", "resnet50_v2": "tf", "resnet101_v2": "tf", "resnet152_v2": "tf",
-}
 
 
 # torchvision's V1 weights (../shared/REFERENCE.md): these registry entries are their topology.
@@ -175,8 +171,18 @@ def model_info(name):
 
 
 def get_model(name, **kwargs):
-    """Build a registered model: ``get_model("vgg16_bn", include_top=False, pooling="avg")``."""
-    return model_info(name).build(**kwargs)
+    """Build a registered model: ``get_model("vgg16_bn", include_top=False, pooling="avg")``.
+
+    ``weights="imagenet"`` for a paper topology whose public weights belong to a variant
+    (``alexnet`` → ``alexnet_owt``, ``googlenet`` → ``googlenet_bn``) builds that variant,
+    with a warning saying so."""
+    info = model_info(name)
+    if kwargs.get("weights") == "imagenet" and PRETRAINED_VARIANT.get(info.name):
+        variant = PRETRAINED_VARIANT[info.name]
+        warnings.warn(f"{info.name} has no public ImageNet weights in the paper's topology; "
+                      f"building '{variant}' ({model_info(variant).description})", stacklevel=2)
+        info = model_info(variant)
+    return info.build(**kwargs)
 
 
 def describe(name, **kwargs):

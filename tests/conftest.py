@@ -23,3 +23,29 @@ def trainable_count(model):
 
 def random_images(shape, batch=2, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (batch, *shape)).astype("float32")
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """A loopback HTTP server on a free port serving ``tmp_path/www``: yields (base_url, dir)."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch):
+    """An empty Keras cache (``$KERAS_HOME``) for the test; yields its ``models`` folder."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    return tmp_path / "keras_home" / "models"

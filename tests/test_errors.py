@@ -46,7 +46,8 @@ def test_unknown_norm(builder):
     (dict(classes=0), "classes must be a positive int, got 0"),
     (dict(input_shape=(224, 224)), r"input_shape must be \(height, width, channels\)"),
     (dict(weights="missing.weights.h5"), "weights file 'missing.weights.h5' does not exist"),
-    (dict(weights="model.pt"), "weights must be None or a path ending in .weights.h5 or .h5"),
+    (dict(weights="model.pt"),
+     "weights must be None, 'imagenet' or a path ending in .weights.h5, .h5, .keras"),
 ])
 def test_bad_common_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -79,6 +80,5 @@ def test_family_specific_arguments():
 def test_weights_of_another_architecture_raise(tmp_path):
     path = tmp_path / "r18.weights.h5"
     kc.ResNet18(include_top=False, input_shape=(32, 32, 3)).save_weights(path)
-    with pytest.warns(UserWarning), pytest.raises(ValueError,
-                                                  match="resnet34: could not load weights"):
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="resnet34: could not load"):
         kc.ResNet34(include_top=False, input_shape=(32, 32, 3), weights=str(path))

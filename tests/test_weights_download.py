@@ -1,10 +1,7 @@
 """fetch() against a loopback HTTP server serving files the test makes."""
-import functools
 import hashlib
-import http.server
 import os
 import socket
-import threading
 
 import pytest
 
@@ -14,24 +11,15 @@ PAYLOAD = os.urandom(300_000)
 
 
 @pytest.fixture
-def server(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
+def server(http_root):
+    base, root = http_root
     (root / "w.weights.h5").write_bytes(PAYLOAD)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    return base
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    return tmp_path / "keras_home" / "models"
+def cache(keras_home):
+    return keras_home
 
 
 def test_good_hash_downloads_into_the_keras_cache(server, cache):

@@ -26,11 +26,12 @@ def check_norm(norm, model_name="model"):
         )
 
 
-def normalize(x, norm, name, epsilon=1.001e-5, momentum=0.99, exact_name=False):
+def normalize(x, norm, name, epsilon=1.001e-5, momentum=0.9, exact_name=False):
     """Apply the chosen normalization to ``x`` (channels last); ``norm=None`` returns ``x``.
 
     The layer is named ``f"{name}_{suffix}"`` (``conv1_bn``, ``conv1_gn``, ...), or ``name``
-    itself with ``exact_name=True``.
+    itself with ``exact_name=True``. BatchNormalization's moving averages use momentum 0.9
+    (PyTorch's 0.1): Keras' 0.99 leaves inference statistics far behind in short runs.
     """
     check_norm(norm)
     if norm is None:

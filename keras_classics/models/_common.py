@@ -9,11 +9,13 @@ import keras
 
 from ..layers.norm import check_norm
 
-WEIGHT_SUFFIXES = (".weights.h5", ".h5")
+WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".keras")
 
 
-def check_args(model_name, *, include_top, weights, pooling, classes, norm="batch"):
-    """Validate the arguments every builder takes; raise ValueError saying what is allowed."""
+def check_args(model_name, *, include_top, weights, pooling, classes, norm="batch",
+               weights_key=None):
+    """Validate the arguments every builder takes; raise ValueError saying what is allowed.
+    ``weights_key`` is the registry name whose ImageNet weights ``weights="imagenet"`` means."""
     check_norm(norm, model_name)
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"{model_name}: pooling must be None, 'avg' or 'max', got {pooling!r}")
@@ -22,11 +24,21 @@ def check_args(model_name, *, include_top, weights, pooling, classes, norm="batc
     if weights is None:
         return
     if weights == "imagenet":
-        return  # availability is checked after the input shape, see model_input
+        from ..weights import check_imagenet
+
+        check_imagenet(model_name, weights_key)
+        if include_top and classes != 1000:
+            raise ValueError(f"{model_name}: weights='imagenet' with include_top=True needs "
+                             f"classes=1000, got {classes}; use include_top=False and add "
+                             "your own head")
+        return
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(f"{model_name}: weights must be None, 'imagenet' or a file path, "
+                         f"got {weights!r}")
     path = os.fspath(weights)
     if not path.endswith(WEIGHT_SUFFIXES):
-        raise ValueError(f"{model_name}: weights must be None or a path ending in "
-                         f"{' or '.join(WEIGHT_SUFFIXES)}, got {path!r}")
+        raise ValueError(f"{model_name}: weights must be None, 'imagenet' or a path ending in "
+                         f"{', '.join(WEIGHT_SUFFIXES)}, got {path!r}")
     if not os.path.isfile(path):
         raise ValueError(f"{model_name}: weights file {path!r} does not exist")
 
@@ -74,11 +86,6 @@ def model_input(model_name, *, input_tensor, input_shape, default_size, min_size
             raise ValueError(
                 f"{model_name}: include_top=True with pretrained weights needs input_shape "
                 f"({default_size}, {default_size}, {channels}), got {shape!r}")
-    if weights == "imagenet":
-        raise ValueError(
-            f"{model_name}: weights='imagenet' is not available in this version of "
-            "keras_classics; pass weights=None or the path to a .weights.h5 / .h5 file"
-        )
     if input_tensor is None:
         img = keras.Input(shape=shape, name="input_layer")
         return img, img
@@ -105,15 +112,23 @@ def gap_classifier(x, classes, classifier_activation, dropout=0.0):
     return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
 
 
-def finalize(inputs, outputs, name, weights):
-    """Make the functional model and load ``weights`` (a path) into it."""
+def finalize(inputs, outputs, name, weights, weights_key=None, include_top=True):
+    """Make the functional model and load ``weights``: "imagenet" (``weights_key``'s) or a
+    path. A model whose weights fail to load is dropped: nothing half-loaded escapes."""
     model = keras.Model(inputs, outputs, name=name)
-    if weights is not None:
-        try:
-            model.load_weights(os.fspath(weights))
-        except Exception as err:  # the half-built model is dropped: nothing partial escapes
-            raise ValueError(f"{name}: could not load weights from {os.fspath(weights)!r}: "
-                             f"{err}") from err
+    if weights is None:
+        return model
+    from ..weights import load_imagenet, load_weights
+
+    try:
+        if weights == "imagenet":
+            load_imagenet(model, weights_key, include_top=include_top)
+        else:
+            load_weights(model, weights)
+    except ValueError:
+        raise
+    except Exception as err:
+        raise ValueError(f"{name}: could not load weights {weights!r}: {err}") from err
     return model
 
 

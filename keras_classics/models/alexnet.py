@@ -60,10 +60,11 @@ def ops_min_size(ops):
 
 def build(model_name, ops, *, default_size, groups=1, lrn=True, fc=(4096, 4096), dropout=0.5,
           norm=None, include_top=True, weights=None, input_tensor=None, input_shape=None,
-          pooling=None, classes=1000, classifier_activation="softmax", name=None):
+          pooling=None, classes=1000, classifier_activation="softmax", name=None,
+          weights_key=None):
     """Build a five-conv/three-FC net from an op table (see the module docstring)."""
     check_args(model_name, include_top=include_top, weights=weights, pooling=pooling,
-               classes=classes, norm=norm)
+               classes=classes, norm=norm, weights_key=weights_key)
     if groups not in (1, 2):
         raise ValueError(f"{model_name}: groups must be 1 (one tower) or 2 (the paper's two "
                          f"GPUs), got {groups!r}")
@@ -90,7 +91,7 @@ def build(model_name, ops, *, default_size, groups=1, lrn=True, fc=(4096, 4096),
         x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
     else:
         x = pool_features(x, pooling)
-    return finalize(inputs, x, name or model_name, weights)
+    return finalize(inputs, x, name or model_name, weights, weights_key, include_top)
 
 
 def AlexNet(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
@@ -108,7 +109,8 @@ def AlexNet(include_top=True, weights=None, input_tensor=None, input_shape=None,
     return build("alexnet", alexnet_ops(), default_size=227, groups=groups, lrn=lrn,
                  dropout=dropout, norm=norm, include_top=include_top, weights=weights,
                  input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
-                 classes=classes, classifier_activation=classifier_activation, name=name)
+                 classes=classes, classifier_activation=classifier_activation, name=name,
+                 weights_key="alexnet")
 
 
 def AlexNetOWT(include_top=True, weights=None, input_tensor=None, input_shape=None,
@@ -120,7 +122,8 @@ def AlexNetOWT(include_top=True, weights=None, input_tensor=None, input_shape=No
     return build("alexnet_owt", alexnet_owt_ops(), default_size=224, lrn=False, dropout=dropout,
                  norm=norm, include_top=include_top, weights=weights, input_tensor=input_tensor,
                  input_shape=input_shape, pooling=pooling, classes=classes,
-                 classifier_activation=classifier_activation, name=name)
+                 classifier_activation=classifier_activation, name=name,
+                 weights_key="alexnet_owt")
 
 
 def ZFNet(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
@@ -137,4 +140,4 @@ def ZFNet(include_top=True, weights=None, input_tensor=None, input_shape=None, p
                  default_size=224, lrn=lrn, dropout=dropout, norm=norm, include_top=include_top,
                  weights=weights, input_tensor=input_tensor, input_shape=input_shape,
                  pooling=pooling, classes=classes, classifier_activation=classifier_activation,
-                 name=name)
+                 name=name, weights_key="zfnet")

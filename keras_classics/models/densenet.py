@@ -47,9 +47,11 @@ def DenseNet(depth=121, include_top=True, weights=None, input_tensor=None, input
         raise ValueError(f"{model_name}: depth must be one of {sorted(SPECS)} (or give "
                          f"growth_rate, blocks and init_features), got {depth!r}")
     k, nblocks, init = SPECS.get(depth, (None, None, None))
+    custom = growth_rate or blocks or init_features or compression != 0.5
     k, nblocks, init = growth_rate or k, tuple(blocks or nblocks), init_features or init
+    weights_key = None if custom or norm != "batch" else f"densenet{depth}"
     check_args(model_name, include_top=include_top, weights=weights, pooling=pooling,
-               classes=classes, norm=norm)
+               classes=classes, norm=norm, weights_key=weights_key)
     inputs, x = model_input(model_name, input_tensor=input_tensor, input_shape=input_shape,
                             default_size=224, min_size=32, include_top=include_top,
                             weights=weights)
@@ -62,7 +64,7 @@ def DenseNet(depth=121, include_top=True, weights=None, input_tensor=None, input
     x = _body(x, nblocks, k, compression, norm, epsilon)
     x = gap_classifier(x, classes, classifier_activation) if include_top else \
         pool_features(x, pooling)
-    return finalize(inputs, x, model_name, weights)
+    return finalize(inputs, x, model_name, weights, weights_key, include_top)
 
 
 def DenseNetBC(depth=100, growth_rate=12, include_top=True, weights=None, input_tensor=None,
@@ -92,7 +94,7 @@ def DenseNetBC(depth=100, growth_rate=12, include_top=True, weights=None, input_
               dropout=dropout)
     x = gap_classifier(x, classes, classifier_activation) if include_top else \
         pool_features(x, pooling)
-    return finalize(inputs, x, model_name, weights)
+    return finalize(inputs, x, model_name, weights, include_top=include_top)
 
 
 def _depth_builder(depth):

@@ -35,19 +35,23 @@ def _aux_head(x, name, classes, classifier_activation, norm, use_bias, epsilon):
 def GoogLeNet(include_top=True, weights=None, input_tensor=None, input_shape=None,
               pooling=None, classes=1000, classifier_activation="softmax", name="googlenet",
               aux_logits=False, lrn=True, norm=None, five_kernel=5, dropout=0.4,
-              use_bias=None, epsilon=1e-3):
+              use_bias=None, epsilon=1e-3, last_pool=3):
     """GoogLeNet as in the paper: 7×7/2 stem with LRN, nine Inception modules, global average
     pool, dropout 0.4 and a single FC (no hidden FC layers).
 
     ``aux_logits=True`` (needs ``include_top``) adds the two auxiliary classifiers on 4a and 4d
     as extra outputs ``[main, aux1, aux2]``, to be weighted 0.3 in training. The paper's 7×7
     average pool is a global average pool here (identical at 224×224, and any size works).
-    torchvision's ``googlenet`` is ``norm="batch", lrn=False, five_kernel=3, dropout=0.2``
-    (registered as ``googlenet_bn``). Convs have biases unless followed by a norm.
+    torchvision's ``googlenet`` is ``norm="batch", lrn=False, five_kernel=3, dropout=0.2,
+    last_pool=2`` (its max pool before 5a is 2×2/2, not the paper's 3×3/2; registered as
+    ``googlenet_bn``, the topology of its ImageNet weights). Convs have biases unless followed
+    by a norm.
     """
     model_name = name
+    torchvision = (norm, lrn, five_kernel, last_pool) == ("batch", False, 3, 2)
+    weights_key = "googlenet_bn" if torchvision else "googlenet"
     check_args(model_name, include_top=include_top, weights=weights, pooling=pooling,
-               classes=classes, norm=norm)
+               classes=classes, norm=norm, weights_key=weights_key)
     if aux_logits and not include_top:
         raise ValueError(f"{model_name}: aux_logits=True needs include_top=True")
     if five_kernel not in (3, 5):
@@ -64,8 +68,8 @@ def GoogLeNet(include_top=True, weights=None, input_tensor=None, input_shape=Non
         return conv_norm_act(t, filters, kernel, lname, norm=norm, use_bias=use_bias,
                              epsilon=epsilon, **kw)
 
-    def maxpool(t, lname):
-        return keras.layers.MaxPooling2D(3, strides=2, padding="same", name=lname)(t)
+    def maxpool(t, lname, size=3):
+        return keras.layers.MaxPooling2D(size, strides=2, padding="same", name=lname)(t)
 
     x = conv(x, 64, 7, "conv1_7x7_s2", strides=2, padding=3)
     x = maxpool(x, "pool1_3x3_s2")
@@ -79,7 +83,7 @@ def GoogLeNet(include_top=True, weights=None, input_tensor=None, input_shape=Non
     aux = []
     for row in INCEPTIONS:
         if isinstance(row, str):
-            x = maxpool(x, f"{row}_3x3_s2")
+            x = maxpool(x, f"{row}_3x3_s2", last_pool if row == "pool4" else 3)
             continue
         block_name, filters = row
         x = inception_module(x, filters, block_name, norm=norm, use_bias=use_bias,
@@ -92,4 +96,4 @@ def GoogLeNet(include_top=True, weights=None, input_tensor=None, input_shape=Non
         outputs = [x, *aux] if aux_logits else x
     else:
         outputs = pool_features(x, pooling)
-    return finalize(inputs, outputs, model_name, weights)
+    return finalize(inputs, outputs, model_name, weights, weights_key, include_top)

@@ -57,19 +57,23 @@ VARIANTS = {
                          "ResNeXt-101 (32x8d), " + _V15),
     "resnext101_64x4d": ("ResNeXt101_64x4d", dict(depth=101, groups=64, base_width=4),
                          "ResNeXt-101 (64x4d), " + _V15),
-    "se_resnet50": ("SEResNet50", dict(depth=50, se_ratio=16, stride_in="1x1"),
-                    "SE-ResNet-50 (r=16), stride in the first 1x1 as the SENet paper's "
-                    "Caffe models (timm strides the 3x3: same parameters)"),
-    "se_resnet101": ("SEResNet101", dict(depth=101, se_ratio=16, stride_in="1x1"),
-                     "SE-ResNet-101 (r=16), stride in the first 1x1 as the SENet paper"),
-    "se_resnet152": ("SEResNet152", dict(depth=152, se_ratio=16, stride_in="1x1"),
-                     "SE-ResNet-152 (r=16), stride in the first 1x1 as the SENet paper"),
+    "se_resnet50": ("SEResNet50", dict(depth=50, se_ratio=16, stride_in="1x1", stem_pool="ceil"),
+                    "SE-ResNet-50 (r=16) as the SENet paper's Caffe models: stride in the first "
+                    "1x1, ceil-mode stem pool"),
+    "se_resnet101": ("SEResNet101", dict(depth=101, se_ratio=16, stride_in="1x1",
+                                            stem_pool="ceil"),
+                     "SE-ResNet-101 (r=16) as the SENet paper's Caffe models"),
+    "se_resnet152": ("SEResNet152", dict(depth=152, se_ratio=16, stride_in="1x1",
+                                            stem_pool="ceil"),
+                     "SE-ResNet-152 (r=16) as the SENet paper's Caffe models"),
     "se_resnext50_32x4d": ("SEResNeXt50_32x4d",
-                           dict(depth=50, groups=32, base_width=4, se_ratio=16),
-                           "SE-ResNeXt-50 (32x4d, r=16)"),
+                           dict(depth=50, groups=32, base_width=4, se_ratio=16,
+                                stem_pool="ceil"),
+                           "SE-ResNeXt-50 (32x4d, r=16) as the SENet paper's Caffe models"),
     "se_resnext101_32x4d": ("SEResNeXt101_32x4d",
-                            dict(depth=101, groups=32, base_width=4, se_ratio=16),
-                            "SE-ResNeXt-101 (32x4d, r=16)"),
+                            dict(depth=101, groups=32, base_width=4, se_ratio=16,
+                                 stem_pool="ceil"),
+                            "SE-ResNeXt-101 (32x4d, r=16) as the SENet paper's Caffe models"),
 }
 
 
@@ -90,14 +94,18 @@ def _stages(x, block, blocks, filters, strides, stride_last=False, **block_kwarg
 def ResNet(depth=50, include_top=True, weights=None, input_tensor=None, input_shape=None,
            pooling=None, classes=1000, classifier_activation="softmax", name=None, preact=False,
            groups=1, base_width=64, se_ratio=None, stride_in="3x3", use_bias=False,
-           norm="batch", epsilon=1.001e-5):
+           norm="batch", epsilon=1.001e-5, stem_pool="pad", weights_key=None):
     """An ImageNet ResNet of ``depth`` 18, 34, 50, 101, 152 or 200 (Table 1 of the paper).
 
     ``preact`` gives the pre-activation network in keras.applications' ResNetV2 layout;
     ``groups``/``base_width`` make ResNeXt and Wide ResNet bottlenecks; ``se_ratio`` adds an SE
     block before each addition; ``stride_in`` and ``use_bias`` choose between the paper/Keras
     layout ("1x1", biases) and torchvision's v1.5 ("3x3", no biases); see
-    :func:`keras_classics.layers.bottleneck_block`.
+    :func:`keras_classics.layers.bottleneck_block`. ``stem_pool="pad"`` pads the 3×3/2 stem
+    max pool by one pixel (Keras, torchvision); ``"ceil"`` pools without padding, rounding up
+    (Caffe, the SENet models): same output size, windows shifted by one pixel.
+    ``weights_key`` names the registry entry whose ImageNet weights ``weights="imagenet"``
+    loads; the named builders (``ResNet50`` ...) set it.
     """
     model_name = name or f"resnet{depth}"
     if depth not in DEPTHS:
@@ -106,8 +114,10 @@ def ResNet(depth=50, include_top=True, weights=None, input_tensor=None, input_sh
     if kind == "basic" and (groups != 1 or base_width != 64):
         raise ValueError(f"{model_name}: groups/base_width need a bottleneck depth "
                          f"(50, 101, 152, 200), got depth {depth}")
+    if stem_pool not in ("pad", "ceil"):
+        raise ValueError(f"{model_name}: stem_pool must be 'pad' or 'ceil', got {stem_pool!r}")
     check_args(model_name, include_top=include_top, weights=weights, pooling=pooling,
-               classes=classes, norm=norm)
+               classes=classes, norm=norm, weights_key=weights_key)
     inputs, x = model_input(model_name, input_tensor=input_tensor, input_shape=input_shape,
                             default_size=224, min_size=32, include_top=include_top,
                             weights=weights)
@@ -117,8 +127,10 @@ def ResNet(depth=50, include_top=True, weights=None, input_tensor=None, input_sh
     if not preact:
         x = normalize(x, norm, "conv1", epsilon=epsilon)
         x = keras.layers.Activation("relu", name="conv1_relu")(x)
-    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    if stem_pool == "pad":
+        x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="valid" if stem_pool == "pad" else
+                                  "same", name="pool1_pool")(x)
     kwargs = dict(preact=preact, se_ratio=se_ratio, norm=norm, use_bias=use_bias,
                   epsilon=epsilon)
     if kind == "bottleneck":
@@ -131,7 +143,7 @@ def ResNet(depth=50, include_top=True, weights=None, input_tensor=None, input_sh
         x = keras.layers.Activation("relu", name="post_relu")(x)
     x = gap_classifier(x, classes, classifier_activation) if include_top else \
         pool_features(x, pooling)
-    return finalize(inputs, x, model_name, weights)
+    return finalize(inputs, x, model_name, weights, weights_key, include_top)
 
 
 def CifarResNet(depth, include_top=True, weights=None, input_tensor=None, input_shape=None,
@@ -174,10 +186,13 @@ def CifarResNet(depth, include_top=True, weights=None, input_tensor=None, input_
     x = keras.layers.Activation("relu", name="post_relu")(x)
     x = gap_classifier(x, classes, classifier_activation) if include_top else \
         pool_features(x, pooling)
-    return finalize(inputs, x, model_name, weights)
+    return finalize(inputs, x, model_name, weights, include_top=include_top)
 
 
 def _public(func_name, model_name, spec, what, base=ResNet, classes=1000):
+    if base is ResNet:
+        spec = {**spec, "weights_key": model_name}
+
     def builder(include_top=True, weights=None, input_tensor=None, input_shape=None,
                 pooling=None, classes=classes, classifier_activation="softmax",
                 name=model_name, **kwargs):

@@ -40,8 +40,10 @@ def VGG(config="D", include_top=True, weights=None, input_tensor=None, input_sha
             raise ValueError(f"vgg: batch_norm=True conflicts with norm={norm!r}")
         norm = "batch"
     model_name = name or "vgg_" + config.lower().replace("-", "_")
+    weights_key = {"A": "vgg11", "B": "vgg13", "D": "vgg16", "E": "vgg19",
+                   "A-LRN": "vgg11_lrn", "C": "vgg16_c"}[config] + ("_bn" if norm else "")
     check_args(model_name, include_top=include_top, weights=weights, pooling=pooling,
-               classes=classes, norm=norm)
+               classes=classes, norm=norm, weights_key=weights_key)
     inputs, x = model_input(model_name, input_tensor=input_tensor, input_shape=input_shape,
                             default_size=224, min_size=32, include_top=include_top,
                             weights=weights, fixed_head=True)
@@ -64,7 +66,7 @@ def VGG(config="D", include_top=True, weights=None, input_tensor=None, input_sha
         x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
     else:
         x = pool_features(x, pooling)
-    return finalize(inputs, x, model_name, weights)
+    return finalize(inputs, x, model_name, weights, weights_key, include_top)
 
 
 def _depth_builder(depth):

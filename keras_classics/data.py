@@ -1,0 +1,192 @@
+"""Datasets for training: the embedded digits, any tensorflow-datasets name, or a folder.
+
+Every loader returns a :class:`Data` with ``tf.data`` pipelines that yield ``(image, label)``
+batches of float32 images already preprocessed (RGB, ImageNet mean/std: the "torch" mode) at the
+requested size. Training order is a pure function of ``(seed, epoch)``, so a resumed run sees
+exactly the batches an uninterrupted one would.
+"""
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+MEAN = np.array([0.485, 0.456, 0.406], "float32") * 255
+STD = np.array([0.229, 0.224, 0.225], "float32") * 255
+# AlexNet section 4.1: the RGB eigen-decomposition used for PCA colour augmentation.
+PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045], "float32")
+PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140],
+                       [-0.5836, -0.6948, 0.4203]], "float32")
+
+
+@dataclasses.dataclass
+class Data:
+    """Arrays or a tf.data source per split, and how to batch them."""
+
+    name: str
+    num_classes: int
+    image_size: int
+    train: object  # (images uint8/float [0, 255] NHWC, labels) arrays, or a tf.data.Dataset
+    val: object
+    test: object
+    num_train: int
+    class_names: list = None
+
+    def pipeline(self, split, batch_size, epoch=0, seed=0, augment=(), shuffle=None,
+                 drop_remainder=False, skip_batches=0):
+        """A batched, preprocessed ``tf.data.Dataset`` for ``split`` ("train", "val", "test").
+        ``augment`` may hold "crop" (pad 1/8 and crop back, random), "flip" and "pca"."""
+        source = getattr(self, split)
+        shuffle = split == "train" if shuffle is None else shuffle
+        ds = source if isinstance(source, tf.data.Dataset) else \
+            tf.data.Dataset.from_tensor_slices(source)
+        size = self.image_size
+
+        def prepare(image, label):
+            image = tf.image.resize(tf.cast(image, tf.float32), (size, size))
+            if image.shape[-1] == 1:
+                image = tf.image.grayscale_to_rgb(image)
+            return image, tf.cast(label, tf.int32)
+
+        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        if not isinstance(source, tf.data.Dataset):
+            ds = ds.cache()  # small arrays: keep the resized images in memory
+        if shuffle:
+            ds = ds.shuffle(min(self.num_train, 10_000), seed=seed * 1000 + epoch,
+                            reshuffle_each_iteration=False)
+        if augment:
+            aug = _augmenter(augment, size, seed * 1000 + epoch)
+            ds = ds.enumerate().map(lambda i, xy: aug(i, *xy),
+                                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(lambda x, y: ((x - MEAN) / STD, y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        if skip_batches:
+            ds = ds.skip(skip_batches)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.DATA
+        options.deterministic = True
+        return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _augmenter(augment, size, seed):
+    unknown = set(augment) - {"crop", "flip", "pca"}
+    if unknown:
+        raise ValueError(f"unknown augmentation {sorted(unknown)}; allowed: crop, flip, pca")
+    pad = max(1, size // 8)
+
+    def aug(index, image, label):
+        # stateless ops keyed on (seed, epoch, position): reproducible, also after a resume
+        key = tf.stack([tf.constant(seed, tf.int64), index])
+        if "crop" in augment:
+            padded = tf.image.resize_with_crop_or_pad(image, size + 2 * pad, size + 2 * pad)
+            image = tf.image.stateless_random_crop(padded, (size, size, 3), seed=key)
+        if "flip" in augment:
+            image = tf.image.stateless_random_flip_left_right(image, seed=key + 1)
+        if "pca" in augment:  # AlexNet's colour lighting, sigma 0.1
+            alpha = tf.random.stateless_normal([3], seed=key + 2, stddev=0.1)
+            image = image + tf.tensordot(PCA_EIGVEC, alpha * PCA_EIGVAL, 1) * 255.0
+        return image, label
+
+    return aug
+
+
+def digits(image_size=32, seed=0):
+    """scikit-learn's bundled handwritten digits (1,797 8×8 images, 10 classes), offline.
+    Fixed stratified split: 60% train, 20% validation, 20% test; pixels scaled to [0, 255]."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = (d.images[..., None] * (255.0 / 16.0)).astype("float32")
+    y = d.target.astype("int32")
+    x_tr, x_rest, y_tr, y_rest = train_test_split(x, y, test_size=0.4, stratify=y,
+                                                  random_state=seed)
+    x_val, x_te, y_val, y_te = train_test_split(x_rest, y_rest, test_size=0.5,
+                                                stratify=y_rest, random_state=seed)
+    return Data("digits", 10, image_size, (x_tr, y_tr), (x_val, y_val), (x_te, y_te),
+                len(y_tr), [str(i) for i in range(10)])
+
+
+def subset(data, classes, per_class=None, seed=0, relabel=True):
+    """Keep only ``classes`` (relabelled 0..k-1) and at most ``per_class`` training examples
+    of each: for transfer experiments on array-backed data such as :func:`digits`."""
+    rng = np.random.default_rng(seed)
+    mapping = {c: i for i, c in enumerate(classes)}
+
+    def pick(split, limit):
+        x, y = split
+        idx = [np.flatnonzero(y == c) for c in classes]
+        if limit:
+            idx = [rng.permutation(i)[:limit] for i in idx]
+        idx = np.sort(np.concatenate(idx))
+        labels = np.array([mapping[c] for c in y[idx]], "int32") if relabel else y[idx]
+        return x[idx], labels
+
+    train = pick(data.train, per_class)
+    return dataclasses.replace(data, num_classes=len(classes), train=train,
+                               val=pick(data.val, None), test=pick(data.test, None),
+                               num_train=len(train[1]),
+                               class_names=[str(c) for c in classes])
+
+
+IMAGENET_MANUAL = ("imagenet2012 cannot be downloaded automatically: download "
+                   "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from image-net.org "
+                   "and place them in {manual}, then rerun")
+
+
+def tfds_data(name, image_size, data_dir=None, seed=0):
+    """Any tensorflow-datasets name; validation is the "validation" split when the dataset has
+    one, else the last 10% of "train"."""
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as err:  # DatasetNotFoundError and friends
+        raise ValueError(f"unknown dataset {name!r}: {err}".split("\n")[0]) from err
+    if builder.info.name == "imagenet2012":
+        manual = os.path.join(data_dir or os.path.expanduser("~/tensorflow_datasets"),
+                              "downloads", "manual")
+        if not builder.data_path.exists() and not any(
+                os.path.exists(os.path.join(manual, f)) for f in ("ILSVRC2012_img_train.tar",)):
+            raise ValueError(IMAGENET_MANUAL.format(manual=manual))
+    builder.download_and_prepare()
+    splits = set(builder.info.splits.keys()) or {"train", "test"}  # empty under mock_data
+    train_split = "train" if "validation" in splits else "train[:90%]"
+    val_split = "validation" if "validation" in splits else "train[90%:]"
+    test_split = "test" if "test" in splits else val_split
+    load = lambda s: builder.as_dataset(split=s, as_supervised=True, shuffle_files=False)  # noqa
+    train = load(train_split)
+    num_train = int(train.cardinality())
+    if num_train < 0:  # unknown: count once
+        num_train = int(train.reduce(0, lambda n, _: n + 1))
+    labels = builder.info.features["label"]
+    return Data(name, labels.num_classes, image_size, train, load(val_split), load(test_split),
+                num_train, list(labels.names))
+
+
+def folder(path, image_size, seed=0):
+    """A directory of images in class subfolders; split 70/15/15 by a seeded shuffle."""
+    import keras
+
+    if not os.path.isdir(path):
+        raise ValueError(f"{path!r} is not a directory of class subfolders")
+    ds = keras.utils.image_dataset_from_directory(path, image_size=(image_size, image_size),
+                                                  batch_size=None, shuffle=True, seed=seed)
+    names = list(ds.class_names)
+    x, y = zip(*[(a.numpy(), b.numpy()) for a, b in ds])
+    x, y = np.stack(x), np.array(y, "int32")
+    n = len(y)
+    a, b = int(0.7 * n), int(0.85 * n)
+    return Data(os.path.basename(os.path.normpath(path)), len(names), image_size,
+                (x[:a], y[:a]), (x[a:b], y[a:b]), (x[b:], y[b:]), a, names)
+
+
+def load(name="digits", image_size=32, data_dir=None, seed=0):
+    """``"digits"`` (embedded, offline), a tensorflow-datasets name (``cifar10``,
+    ``imagenette/160px-v2``, ``imagenet2012`` ...) or a directory path."""
+    if name == "digits":
+        return digits(image_size, seed)
+    if os.path.sep in name or os.path.isdir(name):
+        return folder(name, image_size, seed)
+    return tfds_data(name, image_size, data_dir, seed)
