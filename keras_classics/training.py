@@ -59,6 +59,9 @@ RECIPES = {
     "adam": Recipe("adam", "adam", 1e-3, 0.0, 0.0, 64, "cosine", 30, ("crop",)),
 }
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+PUBLIC_NAMES = {"_DefaultDistributionStrategy": "default",
+                "MirroredStrategy": "MirroredStrategy",
+                "CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -420,7 +423,8 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
         "test_accuracy": test_acc, "test_loss": test_loss,
         "wall_time_s": state["train_seconds"],
         "images_per_second": state["images"] / max(state["train_seconds"], 1e-9),
-        "strategy": type(strat).__name__, "replicas": replicas, "precision": policy,
+        "strategy": PUBLIC_NAMES.get(type(strat).__name__, type(strat).__name__),
+        "replicas": replicas, "precision": policy,
         "jit": bool(jit), "params": net.count_params(),
         "weights_checksum": float(sum(np.abs(v.numpy()).sum() for v in net.weights)),
     }
