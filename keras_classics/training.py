@@ -162,6 +162,18 @@ def _plateau_update(recipe, state, val_acc):
             state["lr"], state["wait"] = state["lr"] * 0.1, 0
 
 
+def total_loss(labels, outputs, aux_weight, global_batch):
+    """Cross-entropy of the main output plus ``aux_weight`` × that of each auxiliary output
+    (GoogLeNet: 0.3), averaged over the global batch as tf.distribute expects."""
+    loss = 0.0
+    for i, out in enumerate(outputs):
+        per_example = keras.losses.sparse_categorical_crossentropy(labels,
+                                                                   tf.cast(out, tf.float32))
+        loss += (1.0 if i == 0 else aux_weight) * tf.nn.compute_average_loss(
+            per_example, global_batch_size=global_batch)
+    return loss
+
+
 def _optimizer(recipe, lr, mixed_float16):
     if recipe.optimizer == "sgd":
         opt = keras.optimizers.SGD(lr, momentum=recipe.momentum,
@@ -274,13 +286,7 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
         with tf.GradientTape() as tape:
             outs = net(x, training=True)
             outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            per_example = keras.losses.sparse_categorical_crossentropy(
-                y, tf.cast(outs[0], tf.float32))
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-            for aux in outs[1:]:
-                loss += aux_weight * tf.nn.compute_average_loss(
-                    keras.losses.sparse_categorical_crossentropy(y, tf.cast(aux, tf.float32)),
-                    global_batch_size=global_batch)
+            loss = total_loss(y, outs, aux_weight, global_batch)
             if net.losses:
                 loss += tf.add_n(net.losses) / replicas
             scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss

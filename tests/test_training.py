@@ -171,3 +171,38 @@ def test_recipes_follow_the_papers():
     assert state["lr"] == pytest.approx(1e-3)
     assert training.learning_rate(training.RECIPES["resnet_step"], 0.1, {}, 60, 1, 100) == \
         pytest.approx(0.01)
+
+
+def test_aux_losses_weighted_0_3():
+    y = np.array([0, 1])
+    main = np.array([[0.9, 0.1], [0.2, 0.8]], "float32")
+    aux = np.array([[0.5, 0.5], [0.5, 0.5]], "float32")
+    ce = lambda p: -np.mean(np.log(p[np.arange(2), y]))  # noqa: E731
+    got = float(training.total_loss(y, [main, aux, aux], 0.3, 2))
+    assert got == pytest.approx(ce(main) + 0.3 * 2 * ce(aux), rel=1e-5)
+
+
+def test_googlenet_with_aux_heads_mixed_precision_and_xla(tmp_path):
+    summary = training.train("googlenet", epochs=1, batch_size=32, image_size=65,
+                             output=str(tmp_path), verbose=0, mixed_precision=True, jit=True,
+                             model_kwargs={"aux_logits": True})
+    assert summary["precision"] == "mixed_bfloat16" and summary["jit"]
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
+    model = summary["model_object"]
+    assert len(model.outputs) == 3
+
+
+def test_folder_dataset_and_imagenet_manual_download_message(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(10):
+            keras.utils.save_img(tmp_path / "imgs" / cls / f"{i}.png",
+                                 rng.integers(0, 255, (20, 20, 3)).astype("uint8"))
+    d = data.load(str(tmp_path / "imgs"), image_size=16)
+    assert d.num_classes == 2 and d.class_names == ["cat", "dog"]
+    assert d.num_train == 14 and len(d.val[1]) + len(d.test[1]) == 6
+    x, y = next(iter(d.pipeline("train", 4)))
+    assert x.shape == (4, 16, 16, 3)
+    with pytest.raises(ValueError, match=r"ILSVRC2012_img_train.tar .* place them in .*manual"):
+        data.load("imagenet2012", data_dir=str(tmp_path / "tfds"))

@@ -42,7 +42,19 @@ def main(argv=None):
     p.add_argument("--checkpoint-every", type=int, default=20, help="steps between saves")
     p.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism")
     p.add_argument("--data-dir", help="tensorflow-datasets data directory")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a builder argument, e.g. --set aux_logits=true --set norm='\"group\"' "
+                        "(values are JSON; bare words are strings)")
     args = p.parse_args(argv)
+    model_kwargs = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set needs KEY=VALUE, got {item!r}")
+        try:
+            model_kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            model_kwargs[key] = value
     augment = None if args.augment is None else tuple(a for a in args.augment.split(",") if a)
     try:
         summary = training.train(
@@ -50,8 +62,9 @@ def main(argv=None):
             recipe=args.recipe, strategy=args.strategy, mixed_precision=args.mixed_precision,
             jit=args.jit, output=args.output, image_size=args.image_size, seed=args.seed,
             lr=args.lr, checkpoint_every=args.checkpoint_every, cpu_replicas=args.cpu_replicas,
-            data_dir=args.data_dir, augment=augment, deterministic=args.deterministic)
-    except ValueError as err:
+            data_dir=args.data_dir, augment=augment, deterministic=args.deterministic,
+            model_kwargs=model_kwargs)
+    except (ValueError, TypeError) as err:
         p.error(str(err))
     except training.TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
