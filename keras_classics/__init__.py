@@ -11,9 +11,11 @@ from . import layers, models, preprocessing
 from .models import *  # noqa: F401,F403  (the builders)
 from .models import __all__ as _builders
 from .analysis import profile
+from .fusion import fuse_batchnorm
+from .export import export_saved_model
 from .preprocessing import decode_predictions, preprocess_input
 from .registry import ModelInfo, describe, get_model, list_models, model_info
 
 __version__ = "0.1.0"
-__all__ = ["layers", "models", "profile", "preprocess_input", "decode_predictions", "describe", "get_model", "list_models", "model_info", "ModelInfo",
+__all__ = ["layers", "models", "profile", "fuse_batchnorm", "export_saved_model", "preprocess_input", "decode_predictions", "describe", "get_model", "list_models", "model_info", "ModelInfo",
            *_builders]

@@ -1,0 +1,103 @@
+"""Batch-norm folding: at inference a BatchNormalization is an affine map per channel, so when
+it follows a convolution or dense layer it can be folded into that layer's kernel and bias
+(the lecture: "at test time batchnorm ... can be fused with the preceding FC or conv layer").
+
+``W' = W · γ/√(σ²+ε)``, ``b' = (b − μ) · γ/√(σ²+ε) + β``, per output channel.
+A BatchNormalization is folded when it normalizes the last axis of the output of a Conv2D,
+DepthwiseConv2D or Dense with a linear activation whose output feeds nothing else. Others (the
+pre-activation BNs of ResNetV2 and DenseNet, which precede a ReLU and a conv) are kept.
+"""
+import keras
+import numpy as np
+
+FOLDABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
+
+
+def _consumers(model):
+    """{id(producer layer): [consumer layers]} over the model's graph."""
+    out = {}
+    for op in model.operations:
+        for node in op._inbound_nodes:
+            for t in node.input_tensors:
+                out.setdefault(id(t._keras_history.operation), []).append(op)
+    return out
+
+
+def _pairs(model):
+    """{id(conv/dense): bn} for every foldable pair."""
+    consumers = _consumers(model)
+    pairs = {}
+    for op in model.operations:
+        if type(op).__name__ not in FOLDABLE or len(op._inbound_nodes) != 1:
+            continue
+        if getattr(op, "activation", None) is not None and \
+                op.activation.__name__ != "linear":
+            continue
+        users = consumers.get(id(op), [])
+        if len(users) != 1 or type(users[0]).__name__ != "BatchNormalization":
+            continue
+        bn = users[0]
+        if bn.axis not in (-1, len(op.output.shape) - 1) or len(bn._inbound_nodes) != 1:
+            continue
+        pairs[id(op)] = bn
+    return pairs
+
+
+def _fold(layer, bn):
+    """A new layer of ``layer``'s class with ``bn`` folded into its weights."""
+    gamma = np.asarray(bn.gamma) if bn.scale else 1.0
+    beta = np.asarray(bn.beta) if bn.center else 0.0
+    scale = gamma / np.sqrt(np.asarray(bn.moving_variance) + bn.epsilon)
+    shift = beta - np.asarray(bn.moving_mean) * scale
+    kernel = np.asarray(layer.kernel)
+    bias = np.asarray(layer.bias) if layer.use_bias else 0.0
+    if type(layer).__name__ == "DepthwiseConv2D":  # kernel (kh, kw, cin, mult): out = cin*mult
+        k = kernel.reshape(*kernel.shape[:2], -1) * scale
+        kernel = k.reshape(kernel.shape)
+    else:
+        kernel = kernel * scale  # last axis is the output channel
+    config = {**layer.get_config(), "use_bias": True, "name": layer.name}
+    config.pop("bias_regularizer", None)
+    new = type(layer).from_config(config)
+    return new, [kernel.astype("float32"), (bias * scale + shift).astype("float32")]
+
+
+def fuse_batchnorm(model):
+    """A new functional model with every foldable BatchNormalization folded into the layer
+    before it; ``model`` is untouched. The result carries ``fusion_report``:
+    ``{"folded": n, "kept": m, "kept_layers": [...]}``. Outputs agree with ``model`` in
+    inference mode to float32 rounding."""
+    pairs = _pairs(model)
+    folded_bns = {id(bn) for bn in pairs.values()}
+    kept = [op.name for op in model.operations
+            if type(op).__name__ == "BatchNormalization" and id(op) not in folded_bns]
+    new_inputs = [keras.Input(shape=x.shape[1:], dtype=x.dtype, name=x.name)
+                  for x in model.inputs]
+    pending = []
+
+    def rebuild(op):
+        if id(op) in folded_bns:
+            return lambda x, *a, **k: x
+        if id(op) in pairs:
+            layer, weights = _fold(op, pairs[id(op)])
+        elif isinstance(op, keras.Model):
+            layer, weights = fuse_batchnorm(op), None
+        else:
+            layer = type(op).from_config(op.get_config())
+            weights = op.get_weights()
+
+        def call(*args, **kwargs):
+            out = layer(*args, **kwargs)
+            if weights is not None:
+                pending.append((layer, weights))
+            return out
+        return call
+
+    outputs = model._run_through_graph(new_inputs if len(new_inputs) > 1 else new_inputs[0],
+                                       operation_fn=rebuild)
+    for layer, weights in pending:
+        layer.set_weights(weights)
+    fused = keras.Model(new_inputs if len(new_inputs) > 1 else new_inputs[0], outputs,
+                        name=f"{model.name}_fused")
+    fused.fusion_report = {"folded": len(pairs), "kept": len(kept), "kept_layers": kept}
+    return fused

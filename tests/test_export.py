@@ -1,0 +1,194 @@
+"""BN folding on every family, and SavedModels checked the way TF Serving loads them."""
+import base64
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import sklearn
+import tensorflow as tf
+
+import keras_classics as kc
+from keras_classics import export, fuse_batchnorm
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def randomize_bn(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c),
+                               rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c)])
+    return model
+
+
+@pytest.mark.parametrize("name,kwargs,folded,kept", [
+    ("alexnet", {"norm": "batch", "input_shape": (67, 67, 3)}, 5, 0),
+    ("vgg11_bn", {"input_shape": (32, 32, 3)}, 8, 0),
+    ("googlenet_bn", {"input_shape": (64, 64, 3)}, 57, 0),
+    ("resnet50", {"input_shape": (64, 64, 3)}, 53, 0),
+    ("resnet50_v2", {"input_shape": (64, 64, 3)}, 32, 17),
+    ("se_resnext50_32x4d", {"input_shape": (64, 64, 3)}, 53, 0),
+    ("wrn_16_2", {"input_shape": (32, 32, 3)}, 7, 6),
+    ("densenet121", {"input_shape": (64, 64, 3)}, 59, 62),
+])
+def test_fold_every_family(name, kwargs, folded, kept):
+    model = randomize_bn(kc.get_model(name, include_top=False, pooling="avg", **kwargs))
+    before = [w.copy() for w in model.get_weights()]
+    fused = fuse_batchnorm(model)
+    assert fused.fusion_report["folded"] == folded and fused.fusion_report["kept"] == kept
+    bns = [l for l in fused.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert len(bns) == kept
+    x = np.random.default_rng(1).normal(size=(2, *model.input_shape[1:])).astype("float32")
+    ref = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(fused(x), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    for a, b in zip(before, model.get_weights()):  # the original is untouched
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fold_any_functional_model_with_dense_and_depthwise():
+    x = inp = keras.Input((8, 8, 4))
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(6, 1, activation="relu")(x)  # activation in between: kept
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(5, use_bias=False)(x)
+    model = randomize_bn(keras.Model(inp, keras.layers.BatchNormalization()(x)))
+    fused = fuse_batchnorm(model)
+    assert fused.fusion_report["folded"] == 2 and fused.fusion_report["kept"] == 1
+    data = np.random.default_rng(0).normal(size=(3, 8, 8, 4)).astype("float32")
+    np.testing.assert_allclose(fused(data), model(data, training=False), rtol=1e-4, atol=1e-5)
+
+
+def sample_images():
+    """Real photos: scikit-learn's bundled JPEGs, plus one re-encoded as PNG."""
+    jpgs = sorted(glob.glob(os.path.join(os.path.dirname(sklearn.__file__), "datasets",
+                                         "images", "*.jpg")))
+    jpg = open(jpgs[0], "rb").read()
+    png = tf.io.encode_png(tf.io.decode_jpeg(open(jpgs[1], "rb").read())).numpy()
+    return [jpg, png]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    keras.utils.set_random_seed(3)
+    model = randomize_bn(kc.ResNet18(input_shape=(48, 48, 3), classes=10))
+    base = tmp_path_factory.mktemp("serving")
+    labels = [f"class_{i}" for i in range(10)]
+    path = export.export_saved_model(model, str(base), labels=labels, top_k=3)
+    images = sample_images()
+    decoded = np.stack([tf.image.resize(tf.cast(tf.io.decode_image(b, channels=3), tf.float32),
+                                        (48, 48)).numpy() for b in images])
+    x = keras.applications.imagenet_utils.preprocess_input(decoded.copy(), mode="torch")
+    expected = np.asarray(model(x, training=False))
+    return model, str(base), path, images, expected, labels
+
+
+def test_version_layout_and_atomic_write(exported, tmp_path):
+    model, base, path, *_ = exported
+    assert path == os.path.join(base, "1") and os.listdir(base) == ["1"]
+    second = export.export_saved_model(model, base, fuse_bn=False)
+    assert second.endswith(os.sep + "2")
+    with pytest.raises(ValueError, match="exists; choose another version or pass overwrite"):
+        export.export_saved_model(model, base, version=2)
+    export.export_saved_model(model, base, version=2, overwrite=True)
+    assert sorted(os.listdir(base)) == ["1", "2"]  # no temporary directories left behind
+
+
+def test_saved_model_cli_show_and_run_with_jpeg_and_png(exported, tmp_path):
+    _, _, path, images, expected, labels = exported
+    show = subprocess.run(["saved_model_cli", "show", "--dir", path, "--all"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert show.returncode == 0, show.stderr
+    assert "signature_def['serving_default']" in show.stdout and "DT_STRING" in show.stdout
+    assert "signature_def['predict_images']" in show.stdout
+    np.save(tmp_path / "images.npy", np.array(images))  # fixed-width bytes: no pickle
+    run = subprocess.run(["saved_model_cli", "run", "--dir", path, "--tag_set", "serve",
+                          "--signature_def", "serving_default", "--inputs",
+                          f"images={tmp_path / 'images.npy'}"],
+                         capture_output=True, text=True, env=ENV, timeout=300)
+    assert run.returncode == 0, run.stderr
+    top = np.argsort(-expected, axis=1)[:, :3]
+    block = run.stdout.split("Result for output key classes:")[1].split("Result for")[0]
+    assert [[int(v) for v in re.findall(r"-?\d+", line)] for line in block.strip().splitlines()] \
+        == top.tolist()
+    assert f"b'{labels[top[0, 0]]}'" in run.stdout
+
+
+FRESH = r"""
+import json, sys
+import tensorflow as tf
+images = [bytes.fromhex(h) for h in json.load(open(sys.argv[2]))]
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+out = serve(images=tf.constant(images))
+print(json.dumps({"classes": out["classes"].numpy().tolist(),
+                  "probabilities": out["probabilities"].numpy().tolist(),
+                  "keras_classics_imported": "keras_classics" in sys.modules}))
+"""
+
+
+def test_fresh_process_without_keras_classics_gives_the_same_top_k(exported, tmp_path):
+    _, _, path, images, expected, _ = exported
+    (tmp_path / "images.json").write_text(json.dumps([b.hex() for b in images]))
+    result = subprocess.run([sys.executable, "-c", FRESH, path, str(tmp_path / "images.json")],
+                            capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not out["keras_classics_imported"]
+    assert out["classes"] == np.argsort(-expected, axis=1)[:, :3].tolist()
+    np.testing.assert_allclose(out["probabilities"], -np.sort(-expected, axis=1)[:, :3],
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_rest_json_b64_body(exported):
+    _, _, path, images, expected, labels = exported
+    body = json.dumps({"instances": [{"b64": base64.b64encode(b).decode()} for b in images]})
+    # what TF Serving does with a {"b64": ...} value for a DT_STRING input
+    decoded = [base64.b64decode(i["b64"]) for i in json.loads(body)["instances"]]
+    out = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(decoded))
+    assert out["labels"].numpy()[0, 0].decode() == labels[int(np.argmax(expected[0]))]
+    np.testing.assert_allclose(out["scores"], expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [b"", b"not an image at all"])
+def test_bad_image_is_a_clear_error(exported, bad):
+    serve = tf.saved_model.load(exported[2]).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="each input must be a JPEG, PNG, GIF or BMP image"):
+        serve(images=tf.constant([bad]))
+
+
+def test_float_signature(exported):
+    model, _, path, images, expected, _ = exported
+    decoded = np.stack([tf.image.resize(tf.cast(tf.io.decode_image(b, channels=3), tf.float32),
+                                        (48, 48)).numpy() for b in images])
+    out = tf.saved_model.load(path).signatures["predict_images"](images=tf.constant(decoded))
+    np.testing.assert_allclose(out["scores"], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_export_cli_saved_model_and_tflite(tmp_path):
+    model = randomize_bn(kc.get_model("wrn_10_1", input_shape=(16, 16, 3)))
+    model.save(tmp_path / "m.keras")
+    tool = [sys.executable, str(ROOT / "tools" / "export.py"), str(tmp_path / "m.keras")]
+    res = subprocess.run(tool + ["--out", str(tmp_path / "serve")], capture_output=True,
+                         text=True, env=ENV, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert os.path.isfile(tmp_path / "serve" / "1" / "saved_model.pb")
+    res = subprocess.run(tool + ["--out", str(tmp_path / "lite"), "--format", "tflite"],
+                         capture_output=True, text=True, env=ENV, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "lite" / "model.tflite").stat().st_size > 10_000
+    bad = subprocess.run(tool + ["--out", str(tmp_path / "serve"), "--version", "1"],
+                         capture_output=True, text=True, env=ENV, timeout=600)
+    assert bad.returncode == 2 and "exists" in bad.stderr
