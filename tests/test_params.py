@@ -54,13 +54,15 @@ PAPERS = {
     "densenet_bc_190_40": (25.6, 1),
     "se_resnet101": (49.3, 1), "se_resnet152": (66.8, 1),  # ResNet-101/152 + SE, timm's
     "se_resnext101_32x4d": (49.0, 1),  # timm seresnext101_32x4d 48.96 M
+    "resnet20_cifar": (0.27, 2),  # ResNet paper Table 6
 }
 
 
 def test_every_registered_model_has_a_reference():
     covered = set(TORCHVISION) | set(KERAS_TOTAL) | set(DERIVED) | set(PAPERS)
     # googlenet and densenet264 have no exact published count: tested below.
-    missing = set(kc.list_models()) - covered - {"googlenet", "densenet264", "resnet50",
+    missing = set(kc.list_models()) - covered - {"googlenet", "densenet264", "plain20_cifar",
+                                                 "resnet56_cifar", "resnet50",
                                                  "resnet101", "resnet152", "resnet50_v2",
                                                  "resnet101_v2", "resnet152_v2"}
     assert not missing
@@ -85,6 +87,19 @@ def test_matches_derived_count(name):
 def test_matches_paper_rounded(name):
     millions, decimals = PAPERS[name]
     assert round(trainable_count(kc.get_model(name)) / 1e6, decimals) == millions
+
+
+@pytest.mark.parametrize("name,millions", [("resnet20_cifar", 0.27), ("resnet56_cifar", 0.85),
+                                           ("plain20_cifar", 0.27)])
+def test_cifar_resnets_against_table_6(name, millions):
+    """The paper's CIFAR nets use parameter-free (zero-padding) shortcuts, option A; ours
+    project with a 1x1 conv + BN (2,752 parameters). Without them the counts are the paper's."""
+    model = kc.get_model(name)
+    projection = sum(l.count_params() for l in model.layers
+                     if l.name.endswith(("_0_conv", "_0_bn")) and l.trainable)
+    bn_stats = sum(int(w.numpy().size) for l in model.layers
+                   if l.name.endswith("_0_bn") for w in l.non_trainable_weights)
+    assert round((trainable_count(model) - projection + bn_stats) / 1e6, 2) == millions
 
 
 def test_googlenet_against_paper_table():

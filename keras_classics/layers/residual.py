@@ -49,26 +49,30 @@ def _shortcut(x, preact, out_channels, stride, conv_shortcut, name, use_bias, no
 def _merge(x, shortcut, name, se_ratio, post_relu):
     if se_ratio:
         x = SqueezeExcite(se_ratio, name=f"{name}_se")(x)
+    if shortcut is None:  # a plain block (the ResNet paper's degradation experiment)
+        return keras.layers.Activation("relu", name=f"{name}_out")(x) if post_relu else x
     x = keras.layers.Add(name=f"{name}_add" if post_relu else f"{name}_out")([shortcut, x])
     return keras.layers.Activation("relu", name=f"{name}_out")(x) if post_relu else x
 
 
 def basic_block(x, filters, name, stride=1, conv_shortcut=None, preact=False, se_ratio=None,
-                dropout=0.0, norm="batch", use_bias=False, epsilon=1.001e-5):
+                dropout=0.0, norm="batch", use_bias=False, epsilon=1.001e-5, residual=True):
     """Two 3×3 convs (ResNet-18/34; with ``preact``, the Wide-ResNet block, where ``dropout``
     sits between the convs as in WRN). ``conv_shortcut=None`` projects only when the shape
-    changes."""
+    changes. ``residual=False`` drops the shortcut: the ResNet paper's "plain" block."""
     use_bias = use_bias or norm is None
     if preact:
         pre = _norm_act(x, norm, f"{name}_preact", epsilon)
-        shortcut = _shortcut(x, pre, filters, stride, conv_shortcut, name, use_bias, norm, epsilon)
+        shortcut = _shortcut(x, pre, filters, stride, conv_shortcut, name, use_bias, norm,
+                             epsilon) if residual else None
         y = _conv(pre, filters, 3, f"{name}_1_conv", stride, use_bias=norm is None)
         y = _norm_act(y, norm, f"{name}_1", epsilon)
         if dropout:
             y = keras.layers.Dropout(dropout, name=f"{name}_dropout")(y)
         y = _conv(y, filters, 3, f"{name}_2_conv", use_bias=use_bias)
         return _merge(y, shortcut, name, se_ratio, post_relu=False)
-    shortcut = _shortcut(x, None, filters, stride, conv_shortcut, name, use_bias, norm, epsilon)
+    shortcut = _shortcut(x, None, filters, stride, conv_shortcut, name, use_bias, norm,
+                         epsilon) if residual else None
     y = _conv(x, filters, 3, f"{name}_1_conv", stride, use_bias=use_bias)
     y = _norm_act(y, norm, f"{name}_1", epsilon)
     if dropout:

@@ -148,23 +148,35 @@ def ResNet(depth=50, include_top=True, weights=None, input_tensor=None, input_sh
 
 def CifarResNet(depth, include_top=True, weights=None, input_tensor=None, input_shape=None,
                 pooling=None, classes=10, classifier_activation="softmax", name=None,
-                block="bottleneck", width=1, dropout=0.0, norm="batch", epsilon=1e-5):
-    """Pre-activation CIFAR ResNets: 3×3 conv to 16 channels, three stages at 32, 16, 8 pixels.
+                block="bottleneck", width=1, dropout=0.0, norm="batch", epsilon=1e-5,
+                version="preact", residual=True, se_ratio=None):
+    """CIFAR ResNets: a 3×3 conv to 16 channels, three stages at 32, 16 and 8 pixels.
 
-    ``block="bottleneck"``: "Identity Mappings" ResNet-164/1001, depth = 9n+2, stage outputs
-    64/128/256. ``block="basic"``: Wide ResNet WRN-depth-width, depth = 6n+4, stage widths
-    16k/32k/64k, ``dropout`` between the convs (the WRN paper's 0.3 is opt-in). No conv biases.
+    ``version="preact"`` ("Identity Mappings"): ``block="bottleneck"`` is ResNet-164/1001,
+    depth = 9n+2, stage outputs 64/128/256; ``block="basic"`` is Wide ResNet WRN-depth-width,
+    depth = 6n+4, stage widths 16k/32k/64k, ``dropout`` between the convs (WRN's 0.3 is
+    opt-in). ``version="v1"`` is the ResNet paper's CIFAR net (section 4.2, basic blocks,
+    depth 6n+2, post-activation); ``residual=False`` removes every shortcut: its "plain"
+    net. We project with a 1×1 conv where the paper pads the identity with zeros (option A).
+    ``se_ratio`` adds SE blocks. No conv biases.
     """
-    model_name = name or (f"preact_resnet{depth}" if block == "bottleneck"
-                          else f"wrn_{depth}_{width}")
-    per_block, offset = {"bottleneck": (9, 2), "basic": (6, 4)}.get(block, (None, None))
-    if per_block is None:
-        raise ValueError(f"{model_name}: block must be 'bottleneck' or 'basic', got {block!r}")
+    if version not in ("preact", "v1"):
+        raise ValueError(f"cifar resnet: version must be 'preact' or 'v1', got {version!r}")
+    if version == "v1":
+        model_name = name or f"{'resnet' if residual else 'plain'}{depth}_cifar"
+        per_block, offset, block = 6, 2, "basic"
+    else:
+        model_name = name or (f"preact_resnet{depth}" if block == "bottleneck"
+                              else f"wrn_{depth}_{width}")
+        per_block, offset = {"bottleneck": (9, 2), "basic": (6, 4)}.get(block, (None, None))
+        if per_block is None:
+            raise ValueError(f"{model_name}: block must be 'bottleneck' or 'basic', "
+                             f"got {block!r}")
     if not isinstance(depth, int) or depth < per_block + offset or \
             (depth - offset) % per_block:
+        example = {(9, 2): 164, (6, 4): 28, (6, 2): 20}[(per_block, offset)]
         raise ValueError(f"{model_name}: depth must be {per_block}n+{offset} (n >= 1) for "
-                         f"{block} blocks, e.g. {per_block * 18 + offset if block == 'bottleneck' else 28}; "
-                         f"got {depth!r}")
+                         f"{block} blocks, e.g. {example}; got {depth!r}")
     if not isinstance(width, int) or width < 1:
         raise ValueError(f"{model_name}: width must be a positive int, got {width!r}")
     n = (depth - offset) // per_block
@@ -175,15 +187,20 @@ def CifarResNet(depth, include_top=True, weights=None, input_tensor=None, input_
                             weights=weights)
     x = keras.layers.Conv2D(16, 3, padding="same", use_bias=norm is None,
                             name="conv1_conv")(x)
-    kwargs = dict(preact=True, norm=norm, epsilon=epsilon)
+    preact = version == "preact"
+    if not preact:
+        x = normalize(x, norm, "conv1", epsilon=epsilon)
+        x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    kwargs = dict(preact=preact, norm=norm, epsilon=epsilon, se_ratio=se_ratio)
     if block == "basic":
-        kwargs["dropout"] = dropout
+        kwargs.update(dropout=dropout, residual=residual)
         filters = (16 * width, 32 * width, 64 * width)
     else:
         filters = (16, 32, 64)
     x = _stages(x, BLOCKS[block], (n, n, n), filters, (1, 2, 2), **kwargs)
-    x = normalize(x, norm, "post", epsilon=epsilon)
-    x = keras.layers.Activation("relu", name="post_relu")(x)
+    if preact:
+        x = normalize(x, norm, "post", epsilon=epsilon)
+        x = keras.layers.Activation("relu", name="post_relu")(x)
     x = gap_classifier(x, classes, classifier_activation) if include_top else \
         pool_features(x, pooling)
     return finalize(inputs, x, model_name, weights, include_top=include_top)

@@ -1,0 +1,14 @@
+"""keras-tuner recipes: one HyperModel per study, built on the zoo's builders and trained by
+``keras_classics.training`` (so every trial can run under a tf.distribute strategy).
+
+``get(name)`` returns the recipe class; ``RECIPES`` lists them.
+"""
+import importlib
+
+RECIPES = ("zfnet", "wide_resnet", "vgg", "resnet", "densenet", "norm", "se")
+
+
+def get(name):
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; allowed: {', '.join(RECIPES)}")
+    return importlib.import_module(f"recipes.{name}").HyperModel

@@ -1,0 +1,13 @@
+"""Normalization layers (the lecture's first part): batch, group, layer or instance norm in
+the same network (ResNet-20 for CIFAR)."""
+from .base import RecipeHyperModel
+
+
+class HyperModel(RecipeHyperModel):
+    image_size = 32
+    epochs = 3
+    max_trials = 4
+
+    def space(self, hp):
+        norm = hp.Choice("norm", ["batch", "group", "layer", "instance"])
+        return "resnet20_cifar", {"norm": norm}, {}

@@ -1,0 +1,84 @@
+"""Hyperparameter searches from the lecture's architectures with keras-tuner.
+
+    python tools/tune.py zfnet                      # AlexNet vs ZFNet choices, on the digits
+    python tools/tune.py wide_resnet --tuner grid --budget-params 1500000
+    python tools/tune.py resnet --dataset cifar10 --epochs 30 --strategy mirrored
+    python tools/tune.py zfnet --export serving/zfnet
+
+Recipes: zfnet, wide_resnet, vgg, resnet, densenet, norm, se. Rerun the same command to
+resume an interrupted search; --overwrite starts afresh. Distributed search: the same command
+on a chief and on workers, with KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and
+KERASTUNER_ORACLE_PORT set (see the README).
+"""
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import recipes  # noqa: E402
+from keras_classics import analysis, data as data_lib, training  # noqa: E402
+from recipes import search  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("recipe", help=", ".join(recipes.RECIPES))
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--tuner", choices=sorted(search.TUNERS),
+                   help="default: the recipe's (grid for zfnet, random otherwise)")
+    p.add_argument("--max-trials", type=int)
+    p.add_argument("--epochs", type=int, help="epochs per trial (hyperband: the maximum)")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--budget-params", type=int, help="skip configurations over this many "
+                                                     "trainable parameters")
+    p.add_argument("--directory", default="runs/tune")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--strategy", default="default", choices=training.STRATEGIES)
+    p.add_argument("--export", help="write the retrained best model as a SavedModel here")
+    p.add_argument("--data-dir")
+    args = p.parse_args(argv)
+    try:
+        cls = recipes.get(args.recipe)
+        args.tuner = args.tuner or cls.default_tuner
+        size = args.image_size or cls.image_size
+        if args.batch_size is not None and args.batch_size < 1:
+            p.error(f"--batch-size must be positive, got {args.batch_size}")
+        data = data_lib.load(args.dataset, size, args.data_dir)
+        print(f"{args.recipe}: {args.tuner} search on {data.name} ({data.num_train} training "
+              f"images at {size}x{size}), {args.max_trials or cls.max_trials} trials of "
+              f"{args.epochs or cls.epochs} epochs -> {args.directory}/{args.recipe}",
+              flush=True)
+        report = search.run(cls, data, args.recipe, tuner=args.tuner,
+                            max_trials=args.max_trials, epochs=args.epochs, image_size=size,
+                            batch_size=args.batch_size, directory=args.directory,
+                            overwrite=args.overwrite, strategy=args.strategy,
+                            budget_params=args.budget_params, export_dir=args.export)
+    except ValueError as err:
+        p.error(str(err))
+    if report is None:
+        print("worker done")
+        return 0
+    print(f"\nLeaderboard ({args.recipe}):")
+    print(f"{'trial':>6} {'configuration':40s} {'params':>11} {'MACs':>8} {'val acc':>8} "
+          f"{'time':>6}")
+    for r in report["trials"]:
+        acc = f"{r['val_accuracy']:.4f}" if r.get("val_accuracy") is not None else r["status"]
+        macs = analysis.human(r["macs"]) if r.get("macs") else "-"
+        params = f"{r['params']:,}" if r.get("params") else "-"
+        secs = f"{r['seconds']:.0f}s" if r.get("seconds") is not None else "-"
+        print(f"{r['trial']:>6} {r['label'][:40]:40s} {params:>11} {macs:>8} {acc:>8} "
+              f"{secs:>6}")
+    print(f"\nbest: {report['best_label']} -> retrained: test accuracy "
+          f"{report['best_test_accuracy']:.4f}")
+    d = report["directory"]
+    print(f"wrote {d}/results.csv, {d}/results.json, {d}/results.png, {d}/best/")
+    if report.get("export"):
+        print(f"exported {report['export']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
