@@ -154,3 +154,15 @@ def test_distributed_search_chief_and_two_workers(tmp_path):
     assert len(runs) == 4  # each trial trained once
     assert "Leaderboard (norm):" in outs["chief"][0]
     assert all("worker done" in outs[w][0] for w in ("tuner0", "tuner1"))
+
+
+@pytest.mark.parametrize("tuner", ["bayesian", "hyperband"])
+def test_bayesian_and_hyperband_tuners_run(tuner, tmp_path):
+    from recipes import search
+
+    hm_cls = recipes.get("norm")
+    report = search.run(hm_cls, data.digits(16), "norm", tuner=tuner, max_trials=2, epochs=2,
+                        image_size=16, directory=str(tmp_path))
+    done = [r for r in report["trials"] if r["status"] == "completed"]
+    assert len(done) >= 2 and all(0 <= r["val_accuracy"] <= 1 for r in done)
+    assert 0 <= report["best_test_accuracy"] <= 1
