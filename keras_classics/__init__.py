@@ -7,7 +7,7 @@ input_shape, pooling, classes, classifier_activation, name``)::
     model = keras_classics.VGG16(weights=None)
     model = keras_classics.get_model("resnext50_32x4d", include_top=False, pooling="avg")
 """
-from . import layers, models, preprocessing
+from . import layers, models, preprocessing, training, transfer
 from .models import *  # noqa: F401,F403  (the builders)
 from .models import __all__ as _builders
 from .analysis import profile

@@ -1,0 +1,182 @@
+"""Transfer learning, the lecture's three regimes (after Yosinski et al. 2014 and the Keras
+transfer-learning guide):
+
+- ``small``: a new classifier on a frozen backbone;
+- ``medium``: the new classifier first, then also the top two stages of the backbone;
+- ``large``: the new classifier first, then every layer;
+- ``auto``: by training examples per class: fewer than 50 → small, fewer than 500 → medium,
+  else large.
+
+Fine-tuning (the second phase of medium/large) uses the first phase's learning rate divided
+by ``lr_factor`` (default 10). The backbone's BatchNormalization layers stay frozen, hence in
+inference mode, in every regime (the Keras transfer-learning guide's rule; in Keras 3 a frozen
+BN layer runs in inference mode, whatever ``training`` flag the outer model receives).
+What is trainable is decided by stage, read from the layer names every zoo model uses
+(``block3_*``, ``conv4_block2_*``, ``inception_4c_*``, ``pool3_*`` ...), not by layer counts.
+"""
+import dataclasses
+import os
+import re
+
+import keras
+import numpy as np
+
+from . import data as data_lib
+from . import training
+from .registry import model_info
+
+REGIMES = ("auto", "small", "medium", "large")
+THRESHOLDS = (50, 500)  # examples per class: below the first small, below the second medium
+MEDIUM_STAGES = 2
+
+
+def stage_of(name):
+    """The stage number of a zoo layer name (1 = the stem), or None for non-stage layers."""
+    m = re.match(r"^(?:block|conv|pool|norm|inception_)(\d)", name)
+    return int(m.group(1)) if m else None
+
+
+def backbone_stages(backbone):
+    """{stage: [layers with weights]}; unnumbered layers (post_bn, bn ...) join the last."""
+    stages, last = {}, 1
+    for layer in backbone.layers:
+        s = stage_of(layer.name)
+        last = max(last, s or last)
+        if layer.weights:
+            stages.setdefault(s if s is not None else last, []).append(layer)
+    return dict(sorted(stages.items()))
+
+
+def choose_regime(regime, per_class):
+    if regime not in REGIMES:
+        raise ValueError(f"unknown regime {regime!r}; allowed: {', '.join(REGIMES)}")
+    if regime != "auto":
+        return regime
+    return "small" if per_class < THRESHOLDS[0] else "medium" if per_class < THRESHOLDS[1] \
+        else "large"
+
+
+def load_backbone(source, weights=None, input_shape=None):
+    """A feature extractor (pooled features) from a registry name (+ weights) or a ``.keras``
+    classifier (everything before its last Dense layer)."""
+    if str(source).endswith(".keras"):
+        if not os.path.isfile(source):
+            raise ValueError(f"no such model file: {source}")
+        model = keras.saving.load_model(source, compile=False)
+        last = model.layers[-1]
+        if not isinstance(last, keras.layers.Dense) or len(model.outputs) != 1:
+            raise ValueError(f"{source} is not a classifier: its last layer is "
+                             f"{type(last).__name__} '{last.name}', not a Dense classifier")
+        return keras.Model(model.inputs, last.input, name=f"{model.name}_backbone")
+    info = model_info(source)
+    if input_shape and input_shape[0] < info.min_size:
+        raise ValueError(f"{info.name} needs inputs of at least {info.min_size}x"
+                         f"{info.min_size}; the dataset is loaded at {input_shape[0]}: pass a "
+                         "larger image size")
+    return info.build(include_top=False, pooling="avg", weights=weights,
+                      input_shape=input_shape)
+
+
+def transfer_model(backbone, classes, trainable_stages, dropout=0.2):
+    """``backbone`` (called in inference mode) + dropout + a new softmax classifier; layers of
+    the stages in ``trainable_stages`` (and the classifier) are trainable, the rest frozen."""
+    stages = backbone_stages(backbone)
+    for s, layers in stages.items():
+        for layer in layers:
+            # A frozen BatchNormalization runs in inference mode in Keras 3; the outer
+            # call's training flag would override training=False on the backbone call.
+            layer.trainable = s in trainable_stages and \
+                not isinstance(layer, keras.layers.BatchNormalization)
+    inputs = keras.Input(backbone.input_shape[1:])
+    x = backbone(inputs, training=False)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    out = keras.layers.Dense(classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, out, name=f"{backbone.name}_transfer")
+
+
+def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10,
+              head_epochs=None, lr=1e-3, lr_factor=10.0, batch_size=32, image_size=None,
+              output="runs/finetune", strategy="default", data=None, verbose=0, seed=0):
+    """Fine-tune ``backbone`` (a registry name with ``weights``, or a ``.keras`` classifier) on
+    ``dataset``/``data``; returns a summary with the regime used, per-phase results and the
+    final model (``model_object``). Phase 1 trains the head for ``head_epochs`` (default
+    ``epochs``); phase 2 (medium, large) trains the unfrozen stages for ``epochs`` more at
+    ``lr / lr_factor``. Adam is used in both phases."""
+    if lr_factor <= 0:
+        raise ValueError(f"lr_factor must be positive, got {lr_factor}")
+    if data is None:
+        size = image_size or (model_info(backbone).default_size
+                              if not str(backbone).endswith(".keras") else None)
+        if size is None:  # a .keras backbone: its own input size
+            size = keras.saving.load_model(backbone, compile=False).input_shape[1]
+        data = data_lib.load(dataset, size)
+    shape = (data.image_size, data.image_size, 3)
+    per_class = data.num_train / data.num_classes
+    chosen = choose_regime(regime, per_class)
+    base = load_backbone(backbone, weights, shape)
+    if tuple(base.input_shape[1:3]) not in ((None, None), shape[:2]):
+        raise ValueError(f"the backbone takes {base.input_shape[1:3]} inputs, the dataset is "
+                         f"loaded at {shape[:2]}: pass image_size={base.input_shape[1]}")
+    n_stages = max(backbone_stages(base))
+    weights_now = base.get_weights()
+
+    def build(trainable, start=None):
+        def make(classes, input_shape):
+            bb = keras.models.clone_model(base)
+            bb.set_weights(weights_now)
+            model = transfer_model(bb, classes, trainable)
+            if start is not None:
+                model.set_weights(start)
+            return model
+        return make
+
+    phases = [("head", set(), head_epochs or epochs, lr)]
+    if chosen == "medium":
+        phases.append(("medium", set(range(n_stages - MEDIUM_STAGES + 1, n_stages + 1)),
+                       epochs, lr / lr_factor))
+    elif chosen == "large":
+        phases.append(("large", set(range(0, n_stages + 1)), epochs, lr / lr_factor))
+    results, start = [], None
+    for name, stages, n_epochs, phase_lr in phases:
+        summary = training.train(
+            data=data, build_model=build(stages, start), epochs=n_epochs,
+            batch_size=batch_size, image_size=data.image_size, recipe="adam", lr=phase_lr,
+            strategy=strategy, output=os.path.join(output, f"phase_{name}"), verbose=verbose,
+            seed=seed, augment=())
+        model = summary["model_object"]
+        start = model.get_weights()
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        results.append({"phase": name, "stages": sorted(stages), "epochs": n_epochs,
+                        "lr": phase_lr, "trainable_params": trainable,
+                        "val_accuracy": summary["best_val_accuracy"],
+                        "test_accuracy": summary["test_accuracy"]})
+    return {"regime": chosen, "per_class": per_class, "phases": results,
+            "test_accuracy": results[-1]["test_accuracy"], "model_object": model,
+            "output": output}
+
+
+def digits_experiment(per_class=10, pretrain_epochs=8, epochs=20, model="resnet20_cifar",
+                      output="runs/transfer", image_size=32, seed=0):
+    """The lecture's regimes on real data, offline: pretrain ``model`` on digits 0–4, transfer
+    to digits 5–9 with ``per_class`` labels per class, and compare small / medium / large with
+    training from scratch, all evaluated on the held-out 5–9 test images."""
+    full = data_lib.digits(image_size, seed)
+    source = data_lib.subset(full, list(range(5)))
+    target = data_lib.subset(full, list(range(5, 10)), per_class=per_class, seed=seed)
+    pre = training.train(model, data=source, epochs=pretrain_epochs, batch_size=32,
+                         image_size=image_size, output=os.path.join(output, "pretrain"),
+                         verbose=0, seed=seed)
+    path = os.path.join(output, "pretrain", "model.keras")
+    rows = [{"setting": "pretrain on 0-4", "test_accuracy": pre["test_accuracy"]}]
+    for regime in ("small", "medium", "large"):
+        res = fine_tune(path, data=target, regime=regime, epochs=epochs, lr=1e-2,
+                        batch_size=10,
+                        output=os.path.join(output, regime), seed=seed)
+        rows.append({"setting": f"transfer, {regime}", "test_accuracy": res["test_accuracy"]})
+    scratch = training.train(model, data=target, epochs=epochs * 2, recipe="adam",
+                             batch_size=10, image_size=image_size,
+                             output=os.path.join(output, "scratch"), verbose=0, seed=seed,
+                             augment=())
+    rows.append({"setting": "from scratch", "test_accuracy": scratch["test_accuracy"]})
+    return {"per_class": per_class, "rows": rows}

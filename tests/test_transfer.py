@@ -1,0 +1,88 @@
+"""Transfer learning: stages by name, the regimes, the offline experiment, bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import keras_classics as kc
+from keras_classics import data, transfer
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.mark.parametrize("name,stages", [
+    ("resnet18", [1, 2, 3, 4, 5]), ("vgg11", [1, 2, 3, 4, 5]),
+    ("densenet121", [1, 2, 3, 4, 5]), ("googlenet", [1, 2, 3, 4, 5]),
+    ("alexnet", [1, 2, 3, 4, 5]), ("wrn_16_1", [1, 2, 3, 4]),
+])
+def test_every_family_has_named_stages(name, stages):
+    info = kc.model_info(name)
+    backbone = info.build(include_top=False, pooling="avg")
+    found = transfer.backbone_stages(backbone)
+    assert sorted(found) == stages
+    assert sum(len(v) for v in found.values()) == sum(1 for l in backbone.layers if l.weights)
+
+
+def test_regimes_freeze_by_stage_and_bn_stays_in_inference_mode():
+    backbone = kc.ResNet18(include_top=False, pooling="avg", input_shape=(32, 32, 3))
+    model = transfer.transfer_model(backbone, 5, trainable_stages={4, 5})
+    trainable = {l.name for l in backbone.layers if l.trainable and l.weights}
+    assert trainable and all(n.startswith(("conv4", "conv5")) for n in trainable)
+    assert "conv4_block1_1_conv" in trainable and "conv3_block1_1_conv" not in trainable
+    assert not any(isinstance(backbone.get_layer(n), keras.layers.BatchNormalization)
+                   for n in trainable)
+    assert model.get_layer("predictions").trainable
+    bn = backbone.get_layer("conv5_block2_2_bn")
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    before = np.asarray(bn.moving_mean).copy()
+    model(x, training=True)  # training=True outside: the backbone still runs in inference
+    np.testing.assert_array_equal(bn.moving_mean, before)
+    assert transfer.choose_regime("auto", 10) == "small"
+    assert transfer.choose_regime("auto", 100) == "medium"
+    assert transfer.choose_regime("auto", 5000) == "large"
+
+
+def test_transfer_beats_scratch_with_few_labels(tmp_path):
+    result = transfer.digits_experiment(per_class=10, output=str(tmp_path))
+    acc = {r["setting"]: r["test_accuracy"] for r in result["rows"]}
+    best = max(acc["transfer, medium"], acc["transfer, large"])
+    assert acc["pretrain on 0-4"] > 0.95
+    assert best >= acc["from scratch"] + 0.08, acc
+
+
+def test_fine_tune_two_phases_and_lower_lr(tmp_path):
+    digits = data.digits(32)
+    source = data.subset(digits, [0, 1, 2])
+    pre = kc.training.train("wrn_10_1", data=source, epochs=1, batch_size=32,
+                            output=str(tmp_path / "pre"), verbose=0)
+    target = data.subset(digits, [3, 4], per_class=20)
+    res = transfer.fine_tune(str(tmp_path / "pre" / "model.keras"), data=target,
+                             regime="large", epochs=1, lr=1e-2, batch_size=10,
+                             output=str(tmp_path / "ft"))
+    head, full = res["phases"]
+    assert (head["phase"], full["phase"]) == ("head", "large")
+    assert full["lr"] == pytest.approx(head["lr"] / 10)
+    assert full["trainable_params"] > head["trainable_params"]
+    assert res["model_object"].output_shape == (None, 2)
+    assert pre["test_accuracy"] >= 0
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="unknown regime 'huge'; allowed: auto, small"):
+        transfer.fine_tune("resnet18", regime="huge", data=data.digits(32))
+    with pytest.raises(ValueError, match="alexnet needs inputs of at least 67x67"):
+        transfer.fine_tune("alexnet", data=data.digits(32))
+    x = keras.Input((8, 8, 3))
+    keras.Model(x, keras.layers.Conv2D(2, 3)(x)).save(tmp_path / "seg.keras")
+    with pytest.raises(ValueError, match="is not a classifier: its last layer is Conv2D"):
+        transfer.fine_tune(str(tmp_path / "seg.keras"), data=data.digits(8))
+    bad = subprocess.run([sys.executable, str(ROOT / "tools" / "finetune.py"), "resnet18",
+                          "--regime", "huge"], capture_output=True, text=True, env=ENV,
+                         timeout=300)
+    assert bad.returncode == 2 and "invalid choice: 'huge'" in bad.stderr
