@@ -53,9 +53,11 @@ def serving_functions(model, image_size, preprocessing="torch", top_k=5, labels=
 
     def decode(data):
         ok = tf.reduce_any([tf.strings.substr(data, 0, len(m)) == m for m in MAGIC.values()])
-        tf.debugging.Assert(ok, ["each input must be a JPEG, PNG, GIF or BMP image; got",
-                                 tf.strings.length(data), "bytes starting with",
-                                 tf.strings.substr(data, 0, 8)])
+        check = tf.debugging.Assert(ok, ["each input must be a JPEG, PNG, GIF or BMP image; "
+                                         "got", tf.strings.length(data), "bytes starting with",
+                                         tf.strings.substr(data, 0, 8)])
+        with tf.control_dependencies([check]):  # decode only after the check has passed
+            data = tf.identity(data)
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
         image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
         return tf.ensure_shape(image, (height, width, 3))
