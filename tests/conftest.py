@@ -17,6 +17,19 @@ def _fresh_keras_state():
     gc.collect()
 
 
+# The models keras.applications also has, by our registry name.
+KERAS_APPS = {
+    "vgg16": keras.applications.VGG16, "vgg19": keras.applications.VGG19,
+    "resnet50": keras.applications.ResNet50, "resnet101": keras.applications.ResNet101,
+    "resnet152": keras.applications.ResNet152, "resnet50_v2": keras.applications.ResNet50V2,
+    "resnet101_v2": keras.applications.ResNet101V2,
+    "resnet152_v2": keras.applications.ResNet152V2,
+    "densenet121": keras.applications.DenseNet121,
+    "densenet169": keras.applications.DenseNet169,
+    "densenet201": keras.applications.DenseNet201,
+}
+
+
 def trainable_count(model):
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 

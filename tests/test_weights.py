@@ -11,18 +11,8 @@ from keras.src.legacy.saving import legacy_h5_format
 
 import keras_classics as kc
 from keras_classics import weights
-from conftest import random_images
+from conftest import KERAS_APPS as KERAS, random_images
 
-KERAS = {
-    "vgg16": keras.applications.VGG16, "vgg19": keras.applications.VGG19,
-    "resnet50": keras.applications.ResNet50, "resnet101": keras.applications.ResNet101,
-    "resnet152": keras.applications.ResNet152, "resnet50_v2": keras.applications.ResNet50V2,
-    "resnet101_v2": keras.applications.ResNet101V2,
-    "resnet152_v2": keras.applications.ResNet152V2,
-    "densenet121": keras.applications.DenseNet121,
-    "densenet169": keras.applications.DenseNet169,
-    "densenet201": keras.applications.DenseNet201,
-}
 
 
 def save_legacy_h5(model, path):
