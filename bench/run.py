@@ -112,7 +112,6 @@ def bench_model(name, size, batch, train_batch, repeats, peaks):
         agree = float(np.mean(np.argmax(fns[("bf16_folded", f"b{batch}")](), -1) ==
                               np.argmax(fns[("ours", f"b{batch}")](), -1)))
     med = {k: statistics.median(v) for k, v in times.items()}
-    per_image = lambda k, b: med[k] / b  # noqa: E731
     rows["latency_b1_ms"] = {"ours": med[("ours", "b1")] * 1e3,
                              "keras": med[("keras", "b1")] * 1e3}
     thr = {who: batch / med[(who, f"b{batch}")] for who in
@@ -133,7 +132,6 @@ def bench_model(name, size, batch, train_batch, repeats, peaks):
     }
     rows["bf16_top1_agreement_random_weights"] = agree  # untrained: near ties, see digits
     rows["gmacs"] = macs / 1e9
-    del per_image
     return rows
 
 

@@ -14,7 +14,6 @@ BN layer runs in inference mode, whatever ``training`` flag the outer model rece
 What is trainable is decided by stage, read from the layer names every zoo model uses
 (``block3_*``, ``conv4_block2_*``, ``inception_4c_*``, ``pool3_*`` ...), not by layer counts.
 """
-import dataclasses
 import os
 import re
 

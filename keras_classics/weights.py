@@ -5,6 +5,7 @@ renames into place only when the hash matches: an interrupted or corrupted downl
 leaves a file that looks complete. The cache is Keras' (``$KERAS_HOME/models``, default
 ``~/.keras/models``).
 """
+import dataclasses
 import hashlib
 import os
 import urllib.error
@@ -83,7 +84,6 @@ def fetch(url, file_hash, fname=None, subdir="models", progress=True, timeout=30
 
 
 # ---- where each model's ImageNet weights come from ----------------------------------------
-import dataclasses  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,4 @@
 """Transfer learning: stages by name, the regimes, the offline experiment, bad input."""
-import json
 import os
 import subprocess
 import sys
