@@ -75,10 +75,12 @@ def serving_functions(model, image_size, preprocessing="torch", top_k=5, labels=
 
 
 def export_saved_model(model, base_dir, version=None, fuse_bn=True, top_k=5, labels=None,
-                       image_size=None, preprocessing="torch", overwrite=False):
+                       image_size=None, preprocessing="torch", overwrite=False, dtype=None):
     """Write ``model`` as ``base_dir/<version>/`` (the next integer when ``version`` is None)
     and return that path. ``preprocessing`` ("torch", "caffe", "tf") is applied inside the
-    signatures to RGB pixels in [0, 255], as in training."""
+    signatures to RGB pixels in [0, 255], as in training. ``dtype="bfloat16"`` serves the
+    folded model in bf16 (about 2x faster on CPUs with AVX512-BF16, see bench/); scores stay
+    float32."""
     if preprocessing not in ("torch", "caffe", "tf"):
         raise ValueError(f"unknown preprocessing {preprocessing!r}; allowed: torch, caffe, tf")
     shape = model.inputs[0].shape
@@ -93,7 +95,10 @@ def export_saved_model(model, base_dir, version=None, fuse_bn=True, top_k=5, lab
     target = os.path.join(base_dir, str(version))
     if os.path.exists(target) and not overwrite:
         raise ValueError(f"{target} exists; choose another version or pass overwrite=True")
-    serving = fuse_batchnorm(model) if fuse_bn else model
+    if dtype is not None and not fuse_bn:
+        raise ValueError("dtype needs fuse_bn=True: the serving model is rebuilt in that dtype "
+                         "while folding")
+    serving = fuse_batchnorm(model, dtype=dtype) if fuse_bn else model
     serve_bytes, serve_float = serving_functions(serving, size, preprocessing, top_k, labels)
     archive = keras.export.ExportArchive()
     archive.track(serving)

@@ -6,6 +6,10 @@ it follows a convolution or dense layer it can be folded into that layer's kerne
 A BatchNormalization is folded when it normalizes the last axis of the output of a Conv2D,
 DepthwiseConv2D or Dense with a linear activation whose output feeds nothing else. Others (the
 pre-activation BNs of ResNetV2 and DenseNet, which precede a ReLU and a conv) are kept.
+
+``fuse_batchnorm(model, dtype="bfloat16")`` also rebuilds every layer under that dtype policy
+(weights cast once, not per call): the fast inference path on CPUs with bf16 instructions.
+Layers that produce the model's outputs stay float32 so scores keep float precision.
 """
 import keras
 import numpy as np
@@ -43,7 +47,7 @@ def _pairs(model):
     return pairs
 
 
-def _fold(layer, bn):
+def _fold(layer, bn, dtype=None):
     """A new layer of ``layer``'s class with ``bn`` folded into its weights."""
     gamma = np.asarray(bn.gamma) if bn.scale else 1.0
     beta = np.asarray(bn.beta) if bn.center else 0.0
@@ -58,16 +62,34 @@ def _fold(layer, bn):
         kernel = kernel * scale  # last axis is the output channel
     config = {**layer.get_config(), "use_bias": True, "name": layer.name}
     config.pop("bias_regularizer", None)
+    if dtype is not None:
+        config["dtype"] = dtype
     new = type(layer).from_config(config)
     return new, [kernel.astype("float32"), (bias * scale + shift).astype("float32")]
 
 
-def fuse_batchnorm(model):
+def _check_dtype(dtype):
+    if dtype is None:
+        return None
+    try:
+        return keras.dtype_policies.get(dtype).name
+    except (ValueError, TypeError):
+        raise ValueError(f"unknown dtype policy {dtype!r}; allowed: None (keep the model's), "
+                         "'float32', 'bfloat16', 'float16', 'mixed_bfloat16', "
+                         "'mixed_float16'") from None
+
+
+def fuse_batchnorm(model, dtype=None):
     """A new functional model with every foldable BatchNormalization folded into the layer
-    before it; ``model`` is untouched. The result carries ``fusion_report``:
-    ``{"folded": n, "kept": m, "kept_layers": [...]}``. Outputs agree with ``model`` in
-    inference mode to float32 rounding."""
+    before it; ``model`` is untouched. With ``dtype`` (a Keras dtype policy name such as
+    "bfloat16" or "mixed_bfloat16") every layer is rebuilt under that policy, except the
+    layers producing the outputs, which compute in float32. The result carries
+    ``fusion_report``: ``{"folded": n, "kept": m, "kept_layers": [...], "dtype": ...}``.
+    Outputs agree with ``model`` in inference mode to float32 rounding (to bf16 rounding with
+    a bf16 ``dtype``)."""
+    dtype = _check_dtype(dtype)
     pairs = _pairs(model)
+    output_ops = {id(t._keras_history.operation) for t in model.outputs}
     folded_bns = {id(bn) for bn in pairs.values()}
     kept = [op.name for op in model.operations
             if type(op).__name__ == "BatchNormalization" and id(op) not in folded_bns]
@@ -78,12 +100,16 @@ def fuse_batchnorm(model):
     def rebuild(op):
         if id(op) in folded_bns:
             return lambda x, *a, **k: x
+        op_dtype = dtype and ("float32" if id(op) in output_ops else dtype)
         if id(op) in pairs:
-            layer, weights = _fold(op, pairs[id(op)])
+            layer, weights = _fold(op, pairs[id(op)], op_dtype)
         elif isinstance(op, keras.Model):
-            layer, weights = fuse_batchnorm(op), None
+            layer, weights = fuse_batchnorm(op, op_dtype), None
         else:
-            layer = type(op).from_config(op.get_config())
+            config = op.get_config()
+            if op_dtype is not None:
+                config["dtype"] = op_dtype
+            layer = type(op).from_config(config)
             weights = op.get_weights()
 
         def call(*args, **kwargs):
@@ -99,5 +125,6 @@ def fuse_batchnorm(model):
         layer.set_weights(weights)
     fused = keras.Model(new_inputs if len(new_inputs) > 1 else new_inputs[0], outputs,
                         name=f"{model.name}_fused")
-    fused.fusion_report = {"folded": len(pairs), "kept": len(kept), "kept_layers": kept}
+    fused.fusion_report = {"folded": len(pairs), "kept": len(kept), "kept_layers": kept,
+                           "dtype": dtype or model.dtype_policy.name}
     return fused

@@ -192,3 +192,49 @@ def test_export_cli_saved_model_and_tflite(tmp_path):
     bad = subprocess.run(tool + ["--out", str(tmp_path / "serve"), "--version", "1"],
                          capture_output=True, text=True, env=ENV, timeout=600)
     assert bad.returncode == 2 and "exists" in bad.stderr
+    res = subprocess.run(tool + ["--out", str(tmp_path / "serve"), "--dtype", "bfloat16"],
+                         capture_output=True, text=True, env=ENV, timeout=600)
+    assert res.returncode == 0 and "dtype bfloat16" in res.stdout, res.stderr
+    assert os.path.isfile(tmp_path / "serve" / "2" / "saved_model.pb")
+    bad = subprocess.run(tool + ["--out", str(tmp_path / "lite"), "--format", "tflite",
+                                 "--dtype", "bfloat16"], capture_output=True, text=True,
+                         env=ENV, timeout=600)
+    assert bad.returncode == 2 and "TFLite exports are float32" in bad.stderr
+
+
+@pytest.mark.parametrize("policy,weight_dtype", [("bfloat16", "bfloat16"),
+                                                 ("mixed_bfloat16", "float32")])
+def test_fold_into_bf16(policy, weight_dtype):
+    """The fast inference path: folded and rebuilt in bf16, weights cast once; the output
+    layer stays float32; results agree with fp32 to bf16 rounding; the original is untouched."""
+    model = randomize_bn(kc.get_model("resnet18", input_shape=(32, 32, 3), classes=10))
+    fused = fuse_batchnorm(model, dtype=policy)
+    convs = [l for l in fused.layers if isinstance(l, keras.layers.Conv2D)]
+    assert fused.fusion_report["dtype"] == policy and fused.fusion_report["folded"] == 20
+    assert {l.compute_dtype for l in convs} == {"bfloat16"}
+    assert {l.kernel.dtype for l in convs} == {weight_dtype}
+    assert fused.layers[-1].compute_dtype == "float32" and fused.output.dtype == "float32"
+    assert {w.dtype for w in model.weights} == {"float32"}
+    x = np.random.default_rng(1).normal(size=(8, 32, 32, 3)).astype("float32")
+    ref = np.asarray(model(x, training=False))
+    out = np.asarray(fused(x))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, ref, atol=0.03 * np.abs(ref).max())
+    assert np.abs(out - ref).max() > 0  # really computed in bf16, not float32
+
+
+def test_fold_bad_dtype_is_a_clear_error():
+    model = kc.get_model("wrn_10_1", input_shape=(16, 16, 3))
+    with pytest.raises(ValueError, match="unknown dtype policy 'bf16'.*bfloat16"):
+        fuse_batchnorm(model, dtype="bf16")
+    with pytest.raises(ValueError, match="dtype needs fuse_bn=True"):
+        export.export_saved_model(model, "unused", fuse_bn=False, dtype="bfloat16")
+
+
+def test_bf16_saved_model_serves_float32_scores(exported, tmp_path):
+    model, _, _, images, expected, _ = exported
+    path = export.export_saved_model(model, str(tmp_path), dtype="bfloat16")
+    out = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(images))
+    assert out["scores"].dtype == tf.float32
+    np.testing.assert_allclose(out["scores"], expected, atol=0.03)
+    assert not os.path.exists("unused")

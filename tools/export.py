@@ -33,6 +33,10 @@ def main(argv=None):
     p.add_argument("--preprocessing", choices=("torch", "caffe", "tf"),
                    help="default: the registry model's, or torch (tools/train.py's)")
     p.add_argument("--format", choices=("saved_model", "tflite"), default="saved_model")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "mixed_bfloat16", "float16",
+                                       "mixed_float16"),
+                   help="SavedModel: serve the folded model in this dtype policy (bfloat16 is "
+                        "the fast CPU path; see bench/)")
     args = p.parse_args(argv)
     try:
         if args.model.endswith(".keras"):
@@ -55,6 +59,8 @@ def main(argv=None):
                 labels = [line.strip() for line in f if line.strip()]
         size = (args.image_size, args.image_size) if args.image_size else None
         if args.format == "tflite":
+            if args.dtype:
+                p.error("--dtype applies to SavedModels; TFLite exports are float32")
             os.makedirs(args.out, exist_ok=True)
             path, diff = export.export_tflite(model, os.path.join(args.out, "model.tflite"),
                                               fuse_bn=not args.no_fuse,
@@ -65,11 +71,11 @@ def main(argv=None):
         path = export.export_saved_model(model, args.out, version=args.version,
                                          fuse_bn=not args.no_fuse, top_k=args.top_k,
                                          labels=labels, image_size=size, preprocessing=pre,
-                                         overwrite=args.overwrite)
+                                         overwrite=args.overwrite, dtype=args.dtype)
     except ValueError as err:
         p.error(str(err))
     print(f"wrote {path} (signatures: serving_default <- encoded images, predict_images <- "
-          f"float RGB [0, 255]; preprocessing {pre})")
+          f"float RGB [0, 255]; preprocessing {pre}; dtype {args.dtype or 'float32'})")
     return 0
 
 
