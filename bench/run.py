@@ -1,52 +1,44 @@
-"""Benchmarks in one process and one run: keras_classics against keras.applications (same
-architectures), the inference variants (folded BN, bf16, XLA, exported SavedModel), and the
-hardware limit (a large fp32 and bf16 matmul). Interleaved repeats, medians, ratios.
+"""Benchmarks in one run: keras_classics against keras.applications (same architectures, same
+weights), the inference variants (folded BN, bf16, XLA, exported SavedModels), and the
+hardware limit (the best of a GEMM/convolution sweep). Interleaved rounds, paired ratios
+(median and range over the rounds), the targets checked, and oneDNN's profile of the bf16
+path, so a missed target says where the time goes.
 
     python bench/run.py                    # VGG16, ResNet50, DenseNet121 at 224x224
-    python bench/run.py --quick            # small inputs, one repeat: a smoke test (CI)
+    python bench/run.py --quick            # small inputs, one round: a smoke test (CI)
     python bench/run.py --models resnet50 --out bench/results
 
-Writes OUT/results.md (a table of ratios) and OUT/results.json.
+Writes OUT/results.md (tables) and OUT/results.json (every number).
 """
 import argparse
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_classics as kc  # noqa: E402
+from timing import interleaved, peak, speedup  # noqa: E402
+
+tf.get_logger().setLevel("ERROR")  # many tf.functions by design: no retracing warnings
 
 KERAS_APPS = {"vgg16": keras.applications.VGG16, "resnet50": keras.applications.ResNet50,
               "densenet121": keras.applications.DenseNet121}
+TARGET_OURS, TARGET_FAST, TARGET_AGREE = 1.0, 2.5, 0.99
 
 
-def median_time(fn, repeats, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def peak(dtype, n, repeats):
-    """Achieved FLOP/s of an n×n matmul: the machine's practical limit for this dtype."""
-    a = tf.random.normal((n, n), dtype=tf.float32)
-    a = tf.cast(a, dtype)
-    f = tf.function(lambda: tf.linalg.matmul(a, a))
-    t = median_time(lambda: f().numpy(), repeats)
-    return 2 * n ** 3 / t
+def fast_dtype():
+    """The reduced-precision policy of the fast path: float16 on a GPU, bfloat16 on a CPU."""
+    return "float16" if tf.config.list_physical_devices("GPU") else "bfloat16"
 
 
 def inference_fn(model, x, jit=False):
@@ -68,71 +60,90 @@ def train_fn(model, x, y):
     return lambda: float(step())
 
 
-def bench_model(name, size, batch, train_batch, repeats, peaks):
-    rows = {}
-    macs = kc.profile(name, input_shape=(size, size, 3)).macs
-    ours = kc.get_model(name, input_shape=(size, size, 3))
-    theirs = KERAS_APPS[name](weights=None, input_shape=(size, size, 3))
+def saved_model_fn(model, directory, x, dtype=None):
+    path = kc.export_saved_model(model, directory, dtype=dtype)
+    served = tf.saved_model.load(path).signatures["predict_images"]
+    return lambda: served(images=x)["scores"].numpy()
+
+
+def bench_model(name, size, batch, train_batch, rounds, peaks):
+    shape = (size, size, 3)
+    macs = kc.profile(name, input_shape=shape).macs
+    ours = kc.get_model(name, input_shape=shape)
+    theirs = KERAS_APPS[name](weights=None, input_shape=shape)
     theirs.set_weights(ours.get_weights())
     rng = np.random.default_rng(0)
-    xs = {b: tf.constant(rng.normal(size=(b, size, size, 3)), tf.float32)
+    xs = {b: tf.constant(rng.uniform(0, 255, (b, *shape)), tf.float32)
           for b in (1, batch, train_batch)}
     y = tf.constant(rng.integers(0, 1000, train_batch))
-    fns = {
-        ("ours", "b1"): inference_fn(ours, xs[1]),
-        ("keras", "b1"): inference_fn(theirs, xs[1]),
-        ("ours", f"b{batch}"): inference_fn(ours, xs[batch]),
-        ("keras", f"b{batch}"): inference_fn(theirs, xs[batch]),
-        ("ours", "train"): train_fn(ours, xs[train_batch], y),
-        ("keras", "train"): train_fn(theirs, xs[train_batch], y),
-    }
-    fused = kc.fuse_batchnorm(ours)
-    fns[("folded", f"b{batch}")] = inference_fn(fused, xs[batch])
-    fns[("xla", f"b{batch}")] = inference_fn(ours, xs[batch], jit=True)
+    fast = kc.fuse_batchnorm(ours, dtype=fast_dtype())
+    # batch 1 is short: five calls per round
+    b1 = interleaved({"ours": inference_fn(ours, xs[1]), "keras": inference_fn(theirs, xs[1])},
+                     rounds, calls=5)
     with tempfile.TemporaryDirectory() as d:
-        path = kc.export_saved_model(ours, d)
-        served = tf.saved_model.load(path).signatures["predict_images"]
-        fns[("saved_model", f"b{batch}")] = lambda: served(images=xs[batch])["scores"].numpy()
-        keras.mixed_precision.set_global_policy(
-            "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16")
-        try:
-            bf16 = kc.get_model(name, input_shape=(size, size, 3))
-            bf16.set_weights(ours.get_weights())
-            bf16_folded = kc.fuse_batchnorm(bf16)
-        finally:
-            keras.mixed_precision.set_global_policy("float32")
-        fns[("bf16_folded", f"b{batch}")] = inference_fn(bf16_folded, xs[batch])
-        times = {k: [] for k in fns}
-        for f in fns.values():
-            f()  # warm-up and tracing, once each
-        for _ in range(repeats):  # interleaved
-            for k, f in fns.items():
-                times[k].append(median_time(f, 1, warmup=0))
-        # top-1 agreement between the bf16 folded path and fp32 on the same inputs
-        agree = float(np.mean(np.argmax(fns[("bf16_folded", f"b{batch}")](), -1) ==
-                              np.argmax(fns[("ours", f"b{batch}")](), -1)))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    rows["latency_b1_ms"] = {"ours": med[("ours", "b1")] * 1e3,
-                             "keras": med[("keras", "b1")] * 1e3}
-    thr = {who: batch / med[(who, f"b{batch}")] for who in
-           ("ours", "keras", "folded", "xla", "saved_model", "bf16_folded")}
-    rows["throughput_img_s"] = thr
-    rows["train_img_s"] = {who: train_batch / med[(who, "train")] for who in ("ours", "keras")}
-    rows["ratios"] = {
-        "ours/keras inference b1": med[("keras", "b1")] / med[("ours", "b1")],
-        f"ours/keras inference b{batch}": thr["ours"] / thr["keras"],
-        "ours/keras training": rows["train_img_s"]["ours"] / rows["train_img_s"]["keras"],
-        "folded/fp32": thr["folded"] / thr["ours"],
-        "xla/fp32": thr["xla"] / thr["ours"],
-        "saved_model/fp32": thr["saved_model"] / thr["ours"],
-        "bf16 folded/fp32": thr["bf16_folded"] / thr["ours"],
-        "bf16 folded/keras fp32": thr["bf16_folded"] / thr["keras"],
-        "achieved/peak fp32": 2 * macs * thr["ours"] / peaks["fp32"],
-        "achieved/peak bf16 (bf16 folded)": 2 * macs * thr["bf16_folded"] / peaks["bf16"],
+        fns = {"ours": inference_fn(ours, xs[batch]), "keras": inference_fn(theirs, xs[batch]),
+               "folded": inference_fn(kc.fuse_batchnorm(ours), xs[batch]),
+               "xla": inference_fn(ours, xs[batch], jit=True),
+               "saved_model": saved_model_fn(ours, os.path.join(d, "fp32"), xs[batch]),
+               "fast_folded": inference_fn(fast, xs[batch]),
+               "fast_saved_model": saved_model_fn(ours, os.path.join(d, "fast"), xs[batch],
+                                                  fast_dtype())}
+        b32 = interleaved(fns, rounds)
+        agree = float(np.mean(np.argmax(fns["fast_folded"](), -1) ==
+                              np.argmax(fns["ours"](), -1)))
+    train = interleaved({"ours": train_fn(ours, xs[train_batch], y),
+                         "keras": train_fn(theirs, xs[train_batch], y)}, rounds)
+    med = {k: statistics.median(v) for k, v in b32.items()}
+    keras_t = med["keras"]
+    ratios = {
+        "ours/keras inference b1": speedup(b1, "ours", "keras"),
+        f"ours/keras inference b{batch}": speedup(b32, "ours", "keras"),
+        "ours/keras training": speedup(train, "ours", "keras"),
+        "folded/fp32": speedup(b32, "folded", "ours"),
+        "xla/fp32": speedup(b32, "xla", "ours"),
+        "saved_model/fp32": speedup(b32, "saved_model", "ours"),
+        "bf16 folded/fp32": speedup(b32, "fast_folded", "ours"),
+        "bf16 folded/keras fp32": speedup(b32, "fast_folded", "keras"),
+        "bf16 SavedModel/keras fp32": speedup(b32, "fast_saved_model", "keras"),
+        # the best any bf16 implementation could do: every multiply-add at the bf16 peak
+        "bf16 at peak/keras fp32 (bound)": (keras_t / (2 * macs * batch / peaks["bf16"]),) * 3,
     }
-    rows["bf16_top1_agreement_random_weights"] = agree  # untrained: near ties, see digits
-    rows["gmacs"] = macs / 1e9
-    return rows
+    achieved = {"achieved/peak fp32 (ours)": 2 * macs * batch / med["ours"] / peaks["fp32"],
+                "achieved/peak bf16 (bf16 folded)":
+                    2 * macs * batch / med["fast_folded"] / peaks["bf16"]}
+    return {"gmacs": macs / 1e9,
+            "latency_b1_ms": {k: statistics.median(v) * 1e3 for k, v in b1.items()},
+            "throughput_img_s": {k: batch / v for k, v in med.items()},
+            "train_img_s": {k: train_batch / statistics.median(v) for k, v in train.items()},
+            "ratios": ratios, "achieved_over_peak": achieved,
+            "bf16_top1_agreement_random_weights": agree}  # untrained: near ties; see digits
+
+
+def frozen_weights_run(name, size, batch, rounds):
+    """keras fp32 against the bf16 folded path in a separate inference-only process with
+    TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1 (oneDNN then reorders each weight once, not per call;
+    only valid where weights never change, e.g. TF Serving). Returns the paired ratio."""
+    code = ("import sys, json; sys.path.insert(0, %r); import run; "
+            "print(json.dumps(run._frozen_child(%r, %d, %d, %d)))"
+            % (os.path.dirname(os.path.abspath(__file__)), name, size, batch, rounds))
+    env = {**os.environ, "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=3600)
+    if res.returncode != 0:
+        raise RuntimeError(f"frozen-weights run failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _frozen_child(name, size, batch, rounds):
+    shape = (size, size, 3)
+    ours = kc.get_model(name, input_shape=shape)
+    theirs = KERAS_APPS[name](weights=None, input_shape=shape)
+    theirs.set_weights(ours.get_weights())
+    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch, *shape)), tf.float32)
+    t = interleaved({"keras": inference_fn(theirs, x),
+                     "fast_folded": inference_fn(kc.fuse_batchnorm(ours, dtype=fast_dtype()),
+                                                 x)}, rounds)
+    return speedup(t, "fast_folded", "keras")
 
 
 def digits_agreement(epochs):
@@ -144,63 +155,135 @@ def digits_agreement(epochs):
         summary = training.train("resnet18", epochs=epochs, batch_size=64, output=d,
                                  verbose=0)
     fp32 = summary["model_object"]
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        bf16 = kc.get_model("resnet18", input_shape=(32, 32, 3), classes=10)
-        bf16.set_weights(fp32.get_weights())
-        bf16 = kc.fuse_batchnorm(bf16)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    fast = kc.fuse_batchnorm(fp32, dtype=fast_dtype())
     xs = np.concatenate([x.numpy() for x, _ in data.digits(32).pipeline("test", 64)])
     a = np.argmax(fp32.predict(xs, verbose=0), -1)
-    b = np.argmax(np.asarray(bf16.predict(xs, verbose=0), "float32"), -1)
+    b = np.argmax(fast.predict(xs, verbose=0), -1)
     return {"images": len(xs), "agreement": float(np.mean(a == b)),
             "fp32_test_accuracy": summary["test_accuracy"]}
+
+
+def fmt(r):
+    return f"{r[0]:.2f}" if r[1] == r[2] else f"{r[0]:.2f} ({r[1]:.2f}–{r[2]:.2f})"
+
+
+def verdict(value, target):
+    return "met" if value >= target else f"**missed by {1 - value / target:.1%}**"
+
+
+def targets(report):
+    """[(target, measured, verdict)] for the issue's targets on this machine."""
+    rows = []
+    for name, m in report["models"].items():
+        for k in ("ours/keras inference b1", f"ours/keras inference b{report['settings']['batch']}",
+                  "ours/keras training"):
+            rows.append((f"{name} {k} ≥ {TARGET_OURS}", fmt(m["ratios"][k]),
+                         verdict(m["ratios"][k][0], TARGET_OURS)))
+    if "resnet50" in report["models"]:
+        r = report["models"]["resnet50"]["ratios"]
+        for k in ("bf16 folded/keras fp32", "bf16 SavedModel/keras fp32"):
+            rows.append((f"resnet50 {k} ≥ {TARGET_FAST}", fmt(r[k]), verdict(r[k][0], TARGET_FAST)))
+        if "frozen_weights" in report:
+            f = report["frozen_weights"]
+            rows.append((f"resnet50 bf16 folded/keras fp32, frozen-weights process ≥ "
+                         f"{TARGET_FAST}", fmt(f), verdict(f[0], TARGET_FAST)))
+    a = report["bf16_digits"]["agreement"]
+    rows.append((f"bf16 vs fp32 top-1 agreement on held-out digits ≥ {TARGET_AGREE:.0%}",
+                 f"{a:.2%}", verdict(a, TARGET_AGREE)))
+    return rows
+
+
+def markdown(report):
+    s, models = report["settings"], list(report["models"])
+    peaks = report["peak_gflops"]
+    lines = [f"Machine: {report['machine']['cpu']}, {report['machine']['cpu_cores']} cores, "
+             f"{report['machine']['platform']}; TF {report['machine']['tensorflow']}, Keras "
+             f"{report['machine']['keras']}. Input {s['size']}x{s['size']}, batch {s['batch']} "
+             f"(training {s['train_batch']}), {s['rounds']} interleaved rounds: paired ratio "
+             f"medians (range over rounds). Peak (best of a GEMM/convolution sweep): fp32 "
+             f"{peaks['fp32']:.0f} GFLOP/s ({report['peak_kernel']['fp32']}), bf16 "
+             f"{peaks['bf16']:.0f} GFLOP/s ({report['peak_kernel']['bf16']}).", "",
+             "| ratio | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for k in report["models"][models[0]]["ratios"]:
+        lines.append(f"| {k} | " + " | ".join(fmt(report["models"][m]["ratios"][k])
+                                              for m in models) + " |")
+    for k in report["models"][models[0]]["achieved_over_peak"]:
+        lines.append(f"| {k} | " + " | ".join(
+            f"{report['models'][m]['achieved_over_peak'][k]:.2f}" for m in models) + " |")
+    lines.append("| throughput ours fp32 / bf16 folded (img/s) | " + " | ".join(
+        f"{report['models'][m]['throughput_img_s']['ours']:.1f} / "
+        f"{report['models'][m]['throughput_img_s']['fast_folded']:.1f}" for m in models) + " |")
+    a = report["bf16_digits"]
+    lines += ["", f"bf16 folded vs fp32 top-1 agreement, ResNet-18 trained on the digits here "
+                  f"(fp32 test accuracy {a['fp32_test_accuracy']:.3f}), on {a['images']} "
+                  f"held-out images: {a['agreement']:.4f}", "",
+              "| target | measured | |", "|---|---|---|"]
+    lines += [f"| {t} | {v} | {ok} |" for t, v, ok in targets(report)]
+    if report.get("profile"):
+        lines += ["", f"Where the time goes (oneDNN's own times, bench/where_time_goes.py; "
+                      f"{report['profile_model']}, batch {s['batch']}, one call):", "",
+                  report["profile"]]
+    return "\n".join(lines)
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    name = next((l.split(":", 1)[1].strip() for l in info.splitlines()
+                 if l.startswith("model name")), "unknown CPU")
+    flags = next((l.split(":", 1)[1].split() for l in info.splitlines()
+                  if l.startswith("flags")), [])
+    isa = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name} ({', '.join(isa) or 'no AVX-512'}{'' if 'amx_bf16' in flags else ', no AMX'})"
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=list(KERAS_APPS), choices=list(KERAS_APPS))
-    p.add_argument("--quick", action="store_true", help="64x64, batch 4, one repeat")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="64x64, batch 4, one round")
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", default="bench/results")
     args = p.parse_args(argv)
-    size, batch, train_batch, repeats, n = (64, 4, 4, 1, 512) if args.quick else \
-        (224, 32, 16, args.repeats, 4096)
-    peaks = {"fp32": peak(tf.float32, n, max(repeats, 2)),
-             "bf16": peak(tf.bfloat16, n, max(repeats, 2))}
-    report = {"machine": {"cpu_cores": os.cpu_count(), "platform": platform.platform(),
-                          "gpus": len(tf.config.list_physical_devices("GPU")),
+    size, batch, train_batch, rounds = (64, 4, 4, 1) if args.quick else \
+        (224, 32, 16, args.rounds)
+    print("peak rates ...", file=sys.stderr, flush=True)
+    peaks = {k: peak(dt, quick=args.quick) for k, dt in (("fp32", tf.float32),
+                                                          ("bf16", tf.bfloat16))}
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    report = {"machine": {"cpu": cpu_name(), "cpu_cores": os.cpu_count(),
+                          "platform": platform.platform(), "gpus": int(gpu),
                           "tensorflow": tf.__version__, "keras": keras.__version__},
               "settings": {"size": size, "batch": batch, "train_batch": train_batch,
-                           "repeats": repeats},
-              "peak_gflops": {k: v / 1e9 for k, v in peaks.items()}, "models": {}}
+                           "rounds": rounds, "fast_dtype": fast_dtype()},
+              "peak_gflops": {k: v[0] / 1e9 for k, v in peaks.items()},
+              "peak_kernel": {k: v[1] for k, v in peaks.items()}, "models": {}}
+    peaks = {k: v[0] for k, v in peaks.items()}
     for name in args.models:
         print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
-        report["models"][name] = bench_model(name, size, batch, train_batch, repeats, peaks)
+        report["models"][name] = bench_model(name, size, batch, train_batch, rounds, peaks)
+    if "resnet50" in args.models and not gpu:
+        print("bf16 path in an inference-only process ...", file=sys.stderr, flush=True)
+        report["frozen_weights"] = frozen_weights_run("resnet50", size, batch, rounds)
+        print("profile ...", file=sys.stderr, flush=True)
+        import where_time_goes as w
+        profiles = [w.profile("resnet50", v, batch, size) for v in ("keras", "bf16_folded")]
+        report["profile_model"] = "resnet50"
+        report["profile_raw"] = profiles
+        report["profile"] = w.table(profiles, {"keras": peaks["fp32"] / 1e9,
+                                               "bf16_folded": peaks["bf16"] / 1e9})
     print("bf16 agreement on digits ...", file=sys.stderr, flush=True)
     report["bf16_digits"] = digits_agreement(1 if args.quick else 8)
     os.makedirs(args.out, exist_ok=True)
-    lines = [f"Machine: {report['machine']['cpu_cores']} cores, "
-             f"{report['machine']['platform']}, TF {tf.__version__}; input {size}x{size}, "
-             f"batch {batch} (training {train_batch}), median of {repeats}; peak matmul "
-             f"fp32 {report['peak_gflops']['fp32']:.0f} GFLOP/s, bf16 "
-             f"{report['peak_gflops']['bf16']:.0f} GFLOP/s", "",
-             "| ratio | " + " | ".join(args.models) + " |",
-             "|---|" + "---|" * len(args.models)]
-    keys = list(next(iter(report["models"].values()))["ratios"])
-    for k in keys:
-        lines.append(f"| {k} | " + " | ".join(f"{report['models'][m]['ratios'][k]:.2f}"
-                                              for m in args.models) + " |")
-    agree = report["bf16_digits"]
-    lines += ["", f"bf16 (folded) vs fp32 top-1 agreement, ResNet-18 trained on the digits here "
-                  f"(fp32 test accuracy {agree['fp32_test_accuracy']:.3f}), on "
-                  f"{agree['images']} held-out images: {agree['agreement']:.4f}"]
-    text = "\n".join(lines)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(report, f, indent=1)
+    text = markdown(report)
+    for fname, content in (("results.md", text + "\n"),
+                           ("results.json", json.dumps(report, indent=1))):
+        path = os.path.join(args.out, fname)
+        with open(path + ".tmp", "w") as f:  # whole files only: write, then rename
+            f.write(content)
+        os.replace(path + ".tmp", path)
     print(text)
     return 0
 

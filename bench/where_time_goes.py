@@ -1,70 +1,178 @@
-"""Where the inference time goes: every layer of a model timed on its own (tf.function, its
-real input shapes, median of --repeats), summed by layer type, in fp32 and in
-mixed_bfloat16, side by side. The totals approximate the whole model (no fusion across
-layers), enough to see which layer types the bf16 path speeds up and which it does not.
+"""Where the inference time goes: the whole model run as in the benchmark (one tf.function,
+grappler's fusions in place), with oneDNN's own account of every primitive it executes
+(``ONEDNN_VERBOSE``), summed by kind. Convolutions get their achieved GFLOP/s (from the
+problem sizes oneDNN prints) against the machine's peak; the time outside oneDNN (TF's own
+kernels, the executor) is the wall time minus the primitives'.
 
-    python bench/where_time_goes.py [--model resnet50] [--batch 32] [--size 224]
+    python bench/where_time_goes.py [--model resnet50] [--variants keras bf16_folded]
+
+Variants: keras (keras.applications, fp32), ours (fp32), folded (BN folded, fp32),
+bf16_folded (BN folded, bfloat16 policy). CPU only: on a GPU, or with TF_ENABLE_ONEDNN_OPTS=0,
+no oneDNN primitives run and the report says so.
 """
 import argparse
 import collections
 import os
-import statistics
+import re
+import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import keras_classics as kc  # noqa: E402
+VARIANTS = ("keras", "ours", "folded", "bf16_folded")
+_CONV = re.compile(r"(?:g(\d+))?mb(\d+)_ic(\d+)oc(\d+)_(?:id\d+od\d+kd\d+\S*?_)?"
+                   r"ih(\d+)oh(\d+)kh(\d+)\S*?(?:_iw(\d+)ow(\d+)kw(\d+))?")
 
 
-def layer_times(model, batch, repeats):
-    """{layer type: seconds} summed over the layers of ``model`` (inputs at their real shapes)."""
-    totals = collections.Counter()
-    rng = np.random.default_rng(0)
-    for layer in model.layers[1:]:
-        inputs = layer.input if isinstance(layer.input, list) else [layer.input]
-        xs = [tf.constant(rng.normal(size=(batch, *t.shape[1:])), t.dtype) for t in inputs]
-        fn = tf.function(lambda *a, layer=layer: layer(a if len(a) > 1 else a[0]))
-        fn(*xs)
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            out = fn(*xs)
-            np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
-            times.append(time.perf_counter() - t)
-        totals[type(layer).__name__] += statistics.median(times)
-    return totals
+def build(model, variant, size):
+    """The model of one variant (imports here: the parent process needs no TensorFlow)."""
+    import keras
+
+    import keras_classics as kc
+
+    shape = (size, size, 3)
+    if variant == "keras":
+        from run import KERAS_APPS
+        return KERAS_APPS[model](weights=None, input_shape=shape)
+    ours = kc.get_model(model, input_shape=shape)
+    if variant == "ours":
+        return ours
+    return kc.fuse_batchnorm(ours, dtype="bfloat16" if variant == "bf16_folded" else None)
+
+
+def child(model, variant, batch, size, calls):
+    """Run in a process started with ONEDNN_VERBOSE=1: marks each timed call on stdout."""
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+
+    net = build(model, variant, size)
+    x = tf.constant(np.random.default_rng(0).normal(size=(batch, size, size, 3)), tf.float32)
+    f = tf.function(lambda t: net(t, training=False))
+    f(x), f(x)  # tracing, primitive creation, caches
+    for i in range(calls):
+        print(f"@@start {i}", flush=True)
+        t = time.perf_counter()
+        np.asarray(f(x))
+        print(f"@@end {i} {time.perf_counter() - t}", flush=True)
+
+
+def conv_flops(problem):
+    """2 x multiply-adds of a oneDNN convolution problem descriptor, or None."""
+    m = _CONV.search(problem)
+    if not m:
+        return None
+    g, mb, ic, oc, ih, oh, kh, iw, ow, kw = (int(v) if v else None for v in m.groups())
+    ow, kw = ow or oh, kw or kh
+    return 2 * mb * oc * oh * ow * (ic // (g or 1)) * kh * kw
+
+
+def parse(stdout):
+    """{call: (wall_s, [(group, ms, flops or None), ...])} from a child's stdout."""
+    calls, current = {}, None
+    for line in stdout.splitlines():
+        if line.startswith("@@start"):
+            current = int(line.split()[1])
+            calls[current] = [None, []]
+        elif line.startswith("@@end"):
+            _, i, wall = line.split()
+            calls[int(i)][0] = float(wall)
+            current = None
+        elif current is not None and line.startswith("onednn_verbose") and ",exec," in line:
+            f = line.split(",")
+            kind, problem, ms = f[5], f[-2], float(f[-1])
+            flops = None
+            if kind == "convolution":
+                flops = conv_flops(problem)
+                kind += " 1x1" if "kh1" in problem and ("kw" not in problem or "kw1" in
+                                                         problem) else " kxk"
+                if "sum" in line:
+                    kind += " +residual add"
+            calls[current][1].append((kind, ms, flops))
+    return {i: (wall, prims) for i, (wall, prims) in calls.items() if wall is not None}
+
+
+def profile(model, variant, batch=32, size=224, calls=3):
+    """oneDNN's account of one inference call of ``variant`` (the median-wall call of
+    ``calls``): ``{"wall_ms", "groups": {kind: {"n", "ms", "gflop"}}, "outside_ms"}``."""
+    env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+            f"import where_time_goes as w; "
+            f"w.child({model!r}, {variant!r}, {batch}, {size}, {calls})")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=1800)
+    if res.returncode != 0:
+        raise RuntimeError(f"profiling {model} {variant} failed:\n{res.stderr[-2000:]}")
+    runs = parse(res.stdout)
+    wall, prims = sorted(runs.values())[len(runs) // 2]
+    groups = collections.defaultdict(lambda: {"n": 0, "ms": 0.0, "gflop": 0.0})
+    for kind, ms, flops in prims:
+        g = groups[kind]
+        g["n"] += 1
+        g["ms"] += ms
+        g["gflop"] += (flops or 0) / 1e9
+    inside = sum(g["ms"] for g in groups.values())
+    return {"model": model, "variant": variant, "batch": batch, "size": size,
+            "wall_ms": wall * 1e3, "groups": dict(groups),
+            "outside_ms": max(wall * 1e3 - inside, 0.0)}
+
+
+def table(profiles, peak_gflops=None):
+    """Markdown: one row per primitive kind, ms and share of the wall time per variant; for
+    convolutions the achieved GFLOP/s (and the share of ``peak_gflops[variant]``)."""
+    if not any(p["groups"] for p in profiles):
+        return "No oneDNN primitives ran (a GPU, or TF_ENABLE_ONEDNN_OPTS=0): use TensorBoard's " \
+               "profiler there."
+    kinds = sorted({k for p in profiles for k in p["groups"]},
+                   key=lambda k: -max(p["groups"].get(k, {"ms": 0})["ms"] for p in profiles))
+    head = "| primitive | " + " | ".join(f"{p['variant']} ms (share) | GFLOP/s"
+                                         for p in profiles) + " |"
+    lines = [head, "|---|" + "---|---|" * len(profiles)]
+    for k in kinds + ["outside oneDNN", "total (wall)"]:
+        cells = []
+        for p in profiles:
+            g = p["groups"].get(k)
+            if k == "outside oneDNN":
+                g = {"n": 0, "ms": p["outside_ms"], "gflop": 0}
+            elif k == "total (wall)":
+                total_gflop = sum(v["gflop"] for v in p["groups"].values())
+                g = {"n": 0, "ms": p["wall_ms"], "gflop": total_gflop}
+            if g is None:
+                cells += ["–", "–"]
+                continue
+            n = f" ×{g['n']}" if g["n"] else ""
+            cells.append(f"{g['ms']:.0f}{n} ({g['ms'] / p['wall_ms']:.0%})")
+            if g["gflop"]:
+                rate = g["gflop"] / g["ms"] * 1e3
+                peak = (peak_gflops or {}).get(p["variant"])
+                cells.append(f"{rate:.0f}" + (f" ({rate / peak:.0%} of peak)" if peak else ""))
+            else:
+                cells.append("")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="resnet50")
+    p.add_argument("--variants", nargs="+", default=["keras", "bf16_folded"], choices=VARIANTS)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-peak", action="store_true", help="skip measuring the peak")
     args = p.parse_args(argv)
-    shape = (args.size, args.size, 3)
-    fp32 = kc.fuse_batchnorm(kc.get_model(args.model, input_shape=shape))
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        bf16 = kc.fuse_batchnorm(kc.get_model(args.model, input_shape=shape))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    a, b = layer_times(fp32, args.batch, args.repeats), layer_times(bf16, args.batch,
-                                                                   args.repeats)
-    ta, tb = sum(a.values()), sum(b.values())
-    print(f"{args.model} (BN folded), batch {args.batch} at {args.size}x{args.size}, layers "
-          f"timed one by one, median of {args.repeats}")
-    print("| layer type | fp32 ms | share | bf16 ms | share | speed-up |")
-    print("|---|---|---|---|---|---|")
-    for kind in sorted(a, key=a.get, reverse=True):
-        print(f"| {kind} | {a[kind] * 1e3:.0f} | {a[kind] / ta:.0%} | {b[kind] * 1e3:.0f} | "
-              f"{b[kind] / tb:.0%} | {a[kind] / b[kind]:.2f}x |")
-    print(f"| total | {ta * 1e3:.0f} | | {tb * 1e3:.0f} | | {ta / tb:.2f}x |")
+    peaks = None
+    if not args.no_peak:
+        import tensorflow as tf
+
+        from timing import peak
+        fp32, bf16 = peak(tf.float32)[0] / 1e9, peak(tf.bfloat16)[0] / 1e9
+        peaks = {v: bf16 if "bf16" in v else fp32 for v in args.variants}
+        print(f"peak: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
+    profiles = [profile(args.model, v, args.batch, args.size) for v in args.variants]
+    print(f"{args.model}, batch {args.batch} at {args.size}x{args.size}, one call each "
+          f"(the median of 3), oneDNN's own times")
+    print(table(profiles, peaks))
     return 0
 
 

@@ -1,0 +1,69 @@
+"""Timing helpers shared by the benchmarks: interleaved rounds, paired ratios, the machine's
+peak rate. Benchmarks report ratios measured side by side in one run; nothing here asserts a
+speed."""
+import statistics
+import time
+
+import numpy as np
+import tensorflow as tf
+
+
+def interleaved(fns, rounds, calls=1):
+    """Time every ``fns[key]()`` ``calls`` times per round, the keys taking turns in each of
+    ``rounds`` rounds (so drift in the machine hits all alike). Each is called once first
+    (tracing, warm-up). Returns ``{key: [seconds per call, one per round]}`` (the median of
+    the round's calls)."""
+    for f in fns.values():
+        f()
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            per_call = []
+            for _ in range(calls):
+                t = time.perf_counter()
+                f()
+                per_call.append(time.perf_counter() - t)
+            times[k].append(statistics.median(per_call))
+    return times
+
+
+def speedup(times, fast, slow):
+    """``slow``'s time over ``fast``'s, per round (paired): ``(median, low, high)``."""
+    r = [s / f for f, s in zip(times[fast], times[slow])]
+    return statistics.median(r), min(r), max(r)
+
+
+# GEMM-like kernels for the peak: square matmuls and the convolution shapes oneDNN runs
+# fastest (a single matmul underestimates what its convolution kernels reach).
+PEAK_KERNELS = [("matmul", 2048), ("matmul", 4096), ("conv3x3", (56, 64)),
+                ("conv3x3", (28, 128)), ("conv3x3", (14, 256)), ("conv1x1", (14, 1024))]
+
+
+def _kernel(kind, shape, dtype):
+    rng = np.random.default_rng(0)
+    if kind == "matmul":
+        a = tf.cast(rng.normal(size=(shape, shape)), dtype)
+        return tf.function(lambda: tf.linalg.matmul(a, a)), 2 * shape ** 3
+    hw, c = shape
+    k = 3 if kind == "conv3x3" else 1
+    x = tf.cast(rng.normal(size=(32, hw, hw, c)), dtype)
+    w = tf.cast(rng.normal(size=(k, k, c, c)), dtype)
+    return tf.function(lambda: tf.nn.conv2d(x, w, 1, "SAME")), 2 * 32 * hw * hw * c * c * k * k
+
+
+def peak(dtype, rounds=5, quick=False):
+    """The machine's practical peak FLOP/s for ``dtype``: the best of ``PEAK_KERNELS`` (each
+    the fastest of ``rounds`` calls). Returns ``(flops_per_second, kernel description)``."""
+    best = (0.0, "")
+    for kind, shape in [("matmul", 256)] if quick else PEAK_KERNELS:
+        fn, flops = _kernel(kind, shape, dtype)
+        fn()
+        t = min(_once(fn) for _ in range(rounds))
+        best = max(best, (flops / t, f"{kind} {shape}"))
+    return best
+
+
+def _once(fn):
+    t = time.perf_counter()
+    np.asarray(fn())
+    return time.perf_counter() - t
