@@ -10,14 +10,15 @@ import tensorflow as tf
 
 def interleaved(fns, rounds, calls=1):
     """Time every ``fns[key]()`` ``calls`` times per round, the keys taking turns in each of
-    ``rounds`` rounds (so drift in the machine hits all alike). Each is called once first
-    (tracing, warm-up). Returns ``{key: [seconds per call, one per round]}`` (the median of
+    ``rounds`` rounds (so drift in the machine hits all alike), in reversed order every
+    other round (so no key always runs right after the same neighbour). Each is called once
+    first (tracing, warm-up). Returns ``{key: [seconds per call, one per round]}`` (the median of
     the round's calls)."""
     for f in fns.values():
         f()
     times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, f in fns.items():
+    for r in range(rounds):
+        for k, f in list(fns.items())[::-1 if r % 2 else 1]:
             per_call = []
             for _ in range(calls):
                 t = time.perf_counter()
@@ -28,9 +29,13 @@ def interleaved(fns, rounds, calls=1):
 
 
 def speedup(times, fast, slow):
-    """``slow``'s time over ``fast``'s, per round (paired): ``(median, low, high)``."""
+    """``slow``'s time over ``fast``'s, per round (paired): ``(median, low, high)``, low and
+    high the quartiles (with fewer than 4 rounds: the extremes)."""
     r = [s / f for f, s in zip(times[fast], times[slow])]
-    return statistics.median(r), min(r), max(r)
+    if len(r) < 4:
+        return statistics.median(r), min(r), max(r)
+    q1, q2, q3 = statistics.quantiles(r, n=4, method="inclusive")
+    return q2, q1, q3
 
 
 # GEMM-like kernels for the peak: square matmuls and the convolution shapes oneDNN runs
@@ -51,7 +56,7 @@ def _kernel(kind, shape, dtype):
     return tf.function(lambda: tf.nn.conv2d(x, w, 1, "SAME")), 2 * 32 * hw * hw * c * c * k * k
 
 
-def peak(dtype, rounds=5, quick=False):
+def peak(dtype, rounds=10, quick=False):
     """The machine's practical peak FLOP/s for ``dtype``: the best of ``PEAK_KERNELS`` (each
     the fastest of ``rounds`` calls). Returns ``(flops_per_second, kernel description)``."""
     best = (0.0, "")
