@@ -29,7 +29,8 @@ def main():
     total = build_s + profile_s
     print(f"{len(names)} models: build {build_s:.1f} s + profile {profile_s:.1f} s = "
           f"{total:.1f} s; profiling alone is {profile_s / build_s:.2f}x the build time")
-    print("target (whole zoo under 60 s):", "met" if total < 60 else f"missed by {total - 60:.1f} s")
+    print("target (whole zoo under 60 s):",
+          "met" if total < 60 else f"missed by {total - 60:.1f} s")
     return 0
 
 

@@ -26,8 +26,6 @@ _CONV = re.compile(r"(?:g(\d+))?mb(\d+)_ic(\d+)oc(\d+)_(?:id\d+od\d+kd\d+\S*?_)?
 
 def build(model, variant, size):
     """The model of one variant (imports here: the parent process needs no TensorFlow)."""
-    import keras
-
     import keras_classics as kc
 
     shape = (size, size, 3)

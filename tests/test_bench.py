@@ -23,11 +23,11 @@ def test_bench_quick_produces_every_row(tmp_path):
     table = (tmp_path / "results.md").read_text()
     for row in ("ours/keras inference b1", "ours/keras training", "folded/fp32", "xla/fp32",
                 "saved_model/fp32", "bf16 folded/keras fp32", "bf16 SavedModel/keras fp32",
-                "bf16 at peak/keras fp32 (bound)", "achieved/peak fp32",
-                "achieved/peak bf16"):
+                "bf16 at peak/keras fp32 (bound)", "achieved/peak fp32 (ours)",
+                "achieved/peak bf16 (bf16 folded)"):
         assert f"| {row} |" in table
     # every target gets a verdict; the profile accounts for the convolutions
-    assert table.count("≥ 1.0 |") == 9 and "frozen-weights process ≥ 2.5" in table
+    assert table.count("≥ 1.0 |") == 9 and "| A/A keras copy/keras training |" in table and "frozen-weights process ≥ 2.5" in table
     assert "top-1 agreement on held-out digits ≥ 99%" in table
     assert "| convolution kxk |" in table and "| total (wall) |" in table
     assert report["peak_gflops"]["fp32"] > 0 and not list(tmp_path.glob("*.tmp"))
