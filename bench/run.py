@@ -246,7 +246,8 @@ def markdown(report):
     lines += [f"| {t} | {v} | {ok} |" for t, v, ok in targets(report)]
     if report.get("profile"):
         lines += ["", f"Where the time goes (oneDNN's own times, bench/where_time_goes.py; "
-                      f"{report['profile_model']}, batch {s['batch']}, one call):", "",
+                      f"{report['profile_model']}, batch {s['batch']}, mean of "
+                      f"{report['profile_raw'][0]['calls']} calls):", "",
                   report["profile"]]
     return "\n".join(lines)
 

@@ -91,9 +91,9 @@ def parse(stdout):
     return {i: (wall, prims) for i, (wall, prims) in calls.items() if wall is not None}
 
 
-def profile(model, variant, batch=32, size=224, calls=3):
-    """oneDNN's account of one inference call of ``variant`` (the median-wall call of
-    ``calls``): ``{"wall_ms", "groups": {kind: {"n", "ms", "gflop"}}, "outside_ms"}``."""
+def profile(model, variant, batch=32, size=224, calls=5):
+    """oneDNN's account of an inference call of ``variant``, the mean over ``calls`` calls:
+    ``{"wall_ms", "groups": {kind: {"n", "ms", "gflop"}}, "outside_ms"}``."""
     env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
             f"import where_time_goes as w; "
@@ -103,17 +103,19 @@ def profile(model, variant, batch=32, size=224, calls=3):
     if res.returncode != 0:
         raise RuntimeError(f"profiling {model} {variant} failed:\n{res.stderr[-2000:]}")
     runs = parse(res.stdout)
-    wall, prims = sorted(runs.values())[len(runs) // 2]
     groups = collections.defaultdict(lambda: {"n": 0, "ms": 0.0, "gflop": 0.0})
-    for kind, ms, flops in prims:
-        g = groups[kind]
-        g["n"] += 1
-        g["ms"] += ms
-        g["gflop"] += (flops or 0) / 1e9
+    for _, prims in runs.values():
+        for kind, ms, flops in prims:
+            g = groups[kind]
+            g["n"] += 1 / len(runs)
+            g["ms"] += ms / len(runs)
+            g["gflop"] += (flops or 0) / 1e9 / len(runs)
+    for g in groups.values():
+        g["n"] = round(g["n"])
+    wall = sum(w for w, _ in runs.values()) / len(runs) * 1e3
     inside = sum(g["ms"] for g in groups.values())
-    return {"model": model, "variant": variant, "batch": batch, "size": size,
-            "wall_ms": wall * 1e3, "groups": dict(groups),
-            "outside_ms": max(wall * 1e3 - inside, 0.0)}
+    return {"model": model, "variant": variant, "batch": batch, "size": size, "calls": len(runs),
+            "wall_ms": wall, "groups": dict(groups), "outside_ms": max(wall - inside, 0.0)}
 
 
 def table(profiles, peak_gflops=None):
@@ -168,8 +170,8 @@ def main(argv=None):
         peaks = {v: bf16 if "bf16" in v else fp32 for v in args.variants}
         print(f"peak: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
     profiles = [profile(args.model, v, args.batch, args.size) for v in args.variants]
-    print(f"{args.model}, batch {args.batch} at {args.size}x{args.size}, one call each "
-          f"(the median of 3), oneDNN's own times")
+    print(f"{args.model}, batch {args.batch} at {args.size}x{args.size}, oneDNN's own times, "
+          f"mean of {profiles[0]['calls']} calls")
     print(table(profiles, peaks))
     return 0
 

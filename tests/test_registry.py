@@ -44,3 +44,13 @@ def test_unknown_name_lists_close_matches():
         kc.get_model("vgg17")
     with pytest.raises(ValueError, match="resnext50_32x4d"):
         kc.get_model("resnext50")
+
+
+def test_every_resnet_variant_row_has_its_public_builder():
+    from keras_classics.models import resnet
+
+    for name, (func, _, what) in resnet.VARIANTS.items():
+        builder = getattr(kc.models, func)
+        assert func in kc.models.__all__ and builder is getattr(resnet, func)
+        assert builder.__name__ == func and builder.__doc__.startswith(what)
+        assert kc.model_info(name).builder is builder

@@ -222,8 +222,32 @@ def _public(func_name, model_name, spec, what, base=ResNet, classes=1000):
     return builder
 
 
-for _name, (_func, _spec, _what) in VARIANTS.items():
-    globals()[_func] = _public(_func, _name, _spec, _what)
+def _variant(name):
+    func, spec, what = VARIANTS[name]
+    return _public(func, name, spec, what)
+
+
+ResNet18 = _variant("resnet18")
+ResNet34 = _variant("resnet34")
+ResNet50 = _variant("resnet50")
+ResNet101 = _variant("resnet101")
+ResNet152 = _variant("resnet152")
+ResNet50V1_5 = _variant("resnet50_v1_5")
+ResNet101V1_5 = _variant("resnet101_v1_5")
+ResNet152V1_5 = _variant("resnet152_v1_5")
+ResNet50V2 = _variant("resnet50_v2")
+ResNet101V2 = _variant("resnet101_v2")
+ResNet152V2 = _variant("resnet152_v2")
+WideResNet50_2 = _variant("wide_resnet50_2")
+WideResNet101_2 = _variant("wide_resnet101_2")
+ResNeXt50_32x4d = _variant("resnext50_32x4d")
+ResNeXt101_32x8d = _variant("resnext101_32x8d")
+ResNeXt101_64x4d = _variant("resnext101_64x4d")
+SEResNet50 = _variant("se_resnet50")
+SEResNet101 = _variant("se_resnet101")
+SEResNet152 = _variant("se_resnet152")
+SEResNeXt50_32x4d = _variant("se_resnext50_32x4d")
+SEResNeXt101_32x4d = _variant("se_resnext101_32x4d")
 
 PreActResNet164 = _public("PreActResNet164", "preact_resnet164", dict(depth=164),
                           "Pre-activation ResNet-164 for CIFAR (1.7 M parameters)",
