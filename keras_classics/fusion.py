@@ -5,7 +5,10 @@ it follows a convolution or dense layer it can be folded into that layer's kerne
 ``W' = W · γ/√(σ²+ε)``, ``b' = (b − μ) · γ/√(σ²+ε) + β``, per output channel.
 A BatchNormalization is folded when it normalizes the last axis of the output of a Conv2D,
 DepthwiseConv2D or Dense with a linear activation whose output feeds nothing else. Others (the
-pre-activation BNs of ResNetV2 and DenseNet, which precede a ReLU and a conv) are kept.
+pre-activation BNs of ResNetV2 and DenseNet, which precede a ReLU and a conv) cannot be folded;
+on 4-D channels-last tensors they are converted instead into the same per-channel affine map as
+a 1x1 depthwise convolution with bias: one oneDNN primitive instead of TF's element-wise
+multiply and add (DenseNet-121 bf16 inference 1.6x faster here; bench/).
 
 ``fuse_batchnorm(model, dtype="bfloat16")`` also rebuilds every layer under that dtype policy
 (weights cast once, not per call): the fast inference path on CPUs with bf16 instructions.
@@ -47,12 +50,30 @@ def _pairs(model):
     return pairs
 
 
-def _fold(layer, bn, dtype=None):
-    """A new layer of ``layer``'s class with ``bn`` folded into its weights."""
+def _affine(bn):
+    """The per-channel ``(scale, shift)`` of a BatchNormalization in inference mode."""
     gamma = np.asarray(bn.gamma) if bn.scale else 1.0
     beta = np.asarray(bn.beta) if bn.center else 0.0
     scale = gamma / np.sqrt(np.asarray(bn.moving_variance) + bn.epsilon)
-    shift = beta - np.asarray(bn.moving_mean) * scale
+    scale = np.broadcast_to(scale, np.shape(bn.moving_mean))
+    return scale, beta - np.asarray(bn.moving_mean) * scale
+
+
+def _convertible(bn):
+    return len(bn.input.shape) == 4 and bn.axis in (-1, 3) and len(bn._inbound_nodes) == 1
+
+
+def _as_depthwise(bn, dtype=None):
+    """A 1x1 DepthwiseConv2D computing ``bn``'s inference-mode affine map, and its weights."""
+    scale, shift = _affine(bn)
+    layer = keras.layers.DepthwiseConv2D(1, use_bias=True, name=bn.name,
+                                         dtype=dtype or bn.dtype_policy)
+    return layer, [scale.reshape(1, 1, -1, 1).astype("float32"), shift.astype("float32")]
+
+
+def _fold(layer, bn, dtype=None):
+    """A new layer of ``layer``'s class with ``bn`` folded into its weights."""
+    scale, shift = _affine(bn)
     kernel = np.asarray(layer.kernel)
     bias = np.asarray(layer.bias) if layer.use_bias else 0.0
     if type(layer).__name__ == "DepthwiseConv2D":  # kernel (kh, kw, cin, mult): out = cin*mult
@@ -79,20 +100,24 @@ def _check_dtype(dtype):
                          "'mixed_float16'") from None
 
 
-def fuse_batchnorm(model, dtype=None):
+def fuse_batchnorm(model, dtype=None, convert_kept=True):
     """A new functional model with every foldable BatchNormalization folded into the layer
-    before it; ``model`` is untouched. With ``dtype`` (a Keras dtype policy name such as
+    before it, and (``convert_kept``) every other one on a 4-D channels-last tensor converted
+    into a 1x1 depthwise convolution; ``model`` is untouched. With ``dtype`` (a Keras dtype policy name such as
     "bfloat16" or "mixed_bfloat16") every layer is rebuilt under that policy, except the
     layers producing the outputs, which compute in float32. The result carries
-    ``fusion_report``: ``{"folded": n, "kept": m, "kept_layers": [...], "dtype": ...}``.
+    ``fusion_report``: ``{"folded": n, "converted": c, "kept": m, "kept_layers": [...],
+    "dtype": ...}``.
     Outputs agree with ``model`` in inference mode to float32 rounding (to bf16 rounding with
     a bf16 ``dtype``)."""
     dtype = _check_dtype(dtype)
     pairs = _pairs(model)
     output_ops = {id(t._keras_history.operation) for t in model.outputs}
     folded_bns = {id(bn) for bn in pairs.values()}
-    kept = [op.name for op in model.operations
-            if type(op).__name__ == "BatchNormalization" and id(op) not in folded_bns]
+    others = [op for op in model.operations
+              if type(op).__name__ == "BatchNormalization" and id(op) not in folded_bns]
+    converted = {id(op) for op in others if convert_kept and _convertible(op)}
+    kept = [op.name for op in others if id(op) not in converted]
     new_inputs = [keras.Input(shape=x.shape[1:], dtype=x.dtype, name=x.name)
                   for x in model.inputs]
     pending = []
@@ -103,6 +128,8 @@ def fuse_batchnorm(model, dtype=None):
         op_dtype = dtype and ("float32" if id(op) in output_ops else dtype)
         if id(op) in pairs:
             layer, weights = _fold(op, pairs[id(op)], op_dtype)
+        elif id(op) in converted:
+            layer, weights = _as_depthwise(op, op_dtype)
         elif isinstance(op, keras.Model):
             layer, weights = fuse_batchnorm(op, op_dtype), None
         else:
@@ -113,6 +140,8 @@ def fuse_batchnorm(model, dtype=None):
             weights = op.get_weights()
 
         def call(*args, **kwargs):
+            if id(op) in converted:  # a convolution takes neither training nor mask
+                kwargs = {}
             out = layer(*args, **kwargs)
             if weights is not None:
                 pending.append((layer, weights))
@@ -125,6 +154,7 @@ def fuse_batchnorm(model, dtype=None):
         layer.set_weights(weights)
     fused = keras.Model(new_inputs if len(new_inputs) > 1 else new_inputs[0], outputs,
                         name=f"{model.name}_fused")
-    fused.fusion_report = {"folded": len(pairs), "kept": len(kept), "kept_layers": kept,
+    fused.fusion_report = {"folded": len(pairs), "converted": len(converted),
+                           "kept": len(kept), "kept_layers": kept,
                            "dtype": dtype or model.dtype_policy.name}
     return fused

@@ -31,6 +31,24 @@ def test_bench_quick_produces_every_row(tmp_path):
     assert "top-1 agreement on held-out digits ≥ 99%" in table
     assert "| convolution kxk |" in table and "| total (wall) |" in table
     assert report["peak_gflops"]["fp32"] > 0 and not list(tmp_path.glob("*.tmp"))
+    # the report is a function of the JSON: --render writes the same tables again
+    again = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--render",
+                            str(tmp_path / "results.json"), "--out", str(tmp_path / "again")],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (tmp_path / "again" / "results.md").read_text() == table
+
+
+def test_verdicts_judge_misses_against_the_control():
+    import run
+
+    control = (1.0, 0.99, 1.01)  # two identical models
+    assert run.verdict((1.0, 0.98, 1.02), 1.0, control) == "met"
+    assert run.verdict((0.98, 0.97, 1.01), 1.0, control).startswith("within noise (2.0% below")
+    assert run.verdict((0.95, 0.94, 0.96), 1.0, control) == "**missed by 5.0%**"
+    assert run.verdict((2.3, 2.2, 2.45), 2.5) == "**missed by 8.0%**"  # no control: strict
+    assert run.verdict(0.995, 0.99) == "met" and run.verdict(0.98, 0.99).startswith("**missed")
+    assert abs(run.noise_band((0.98, 0.93, 1.01)) - 0.07) < 1e-9
 
 
 def test_profile_parser_on_onednn_verbose_lines():

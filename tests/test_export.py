@@ -31,7 +31,7 @@ def randomize_bn(model, seed=0):
     return model
 
 
-@pytest.mark.parametrize("name,kwargs,folded,kept", [
+@pytest.mark.parametrize("name,kwargs,folded,converted", [
     ("alexnet", {"norm": "batch", "input_shape": (67, 67, 3)}, 5, 0),
     ("vgg11_bn", {"input_shape": (32, 32, 3)}, 8, 0),
     ("googlenet_bn", {"input_shape": (64, 64, 3)}, 57, 0),
@@ -41,16 +41,25 @@ def randomize_bn(model, seed=0):
     ("wrn_16_2", {"input_shape": (32, 32, 3)}, 7, 6),
     ("densenet121", {"input_shape": (64, 64, 3)}, 59, 62),
 ])
-def test_fold_every_family(name, kwargs, folded, kept):
+def test_fold_every_family(name, kwargs, folded, converted):
+    """BNs after a conv are folded into it; the others (pre-activation) become 1x1 depthwise
+    convolutions, or stay BNs with convert_kept=False; the outputs do not change."""
     model = randomize_bn(kc.get_model(name, include_top=False, pooling="avg", **kwargs))
     before = [w.copy() for w in model.get_weights()]
     fused = fuse_batchnorm(model)
-    assert fused.fusion_report["folded"] == folded and fused.fusion_report["kept"] == kept
-    bns = [l for l in fused.layers if isinstance(l, keras.layers.BatchNormalization)]
-    assert len(bns) == kept
+    report = fused.fusion_report
+    assert (report["folded"], report["converted"], report["kept"]) == (folded, converted, 0)
+    assert not [l for l in fused.layers if isinstance(l, keras.layers.BatchNormalization)]
+    depthwise = [l for l in fused.layers if isinstance(l, keras.layers.DepthwiseConv2D)]
+    assert len(depthwise) == converted
+    only_folded = fuse_batchnorm(model, convert_kept=False)
+    assert only_folded.fusion_report["kept"] == converted
+    assert len([l for l in only_folded.layers
+                if isinstance(l, keras.layers.BatchNormalization)]) == converted
     x = np.random.default_rng(1).normal(size=(2, *model.input_shape[1:])).astype("float32")
     ref = np.asarray(model(x, training=False))
-    np.testing.assert_allclose(fused(x), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    for m in (fused, only_folded):
+        np.testing.assert_allclose(m(x), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     for a, b in zip(before, model.get_weights()):  # the original is untouched
         np.testing.assert_array_equal(a, b)
 
@@ -60,13 +69,17 @@ def test_fold_any_functional_model_with_dense_and_depthwise():
     x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same")(x)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.ReLU()(x)
-    x = keras.layers.Conv2D(6, 1, activation="relu")(x)  # activation in between: kept
+    x = keras.layers.Conv2D(6, 1, activation="relu")(x)  # activation in between: converted
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(5, activation="relu")(x)
+    x = keras.layers.BatchNormalization()(x)  # 2-D, after an activation: kept
     x = keras.layers.Dense(5, use_bias=False)(x)
     model = randomize_bn(keras.Model(inp, keras.layers.BatchNormalization()(x)))
     fused = fuse_batchnorm(model)
-    assert fused.fusion_report["folded"] == 2 and fused.fusion_report["kept"] == 1
+    report = fused.fusion_report
+    assert (report["folded"], report["converted"], report["kept"]) == (2, 1, 1)
+    assert report["kept_layers"] == [model.layers[-3].name]
     data = np.random.default_rng(0).normal(size=(3, 8, 8, 4)).astype("float32")
     np.testing.assert_allclose(fused(data), model(data, training=False), rtol=1e-4, atol=1e-5)
 
