@@ -104,12 +104,11 @@ def fuse_batchnorm(model, dtype=None, convert_kept=True):
     """A new functional model with every foldable BatchNormalization folded into the layer
     before it, and (``convert_kept``) every other one on a 4-D channels-last tensor converted
     into a 1x1 depthwise convolution; ``model`` is untouched. With ``dtype`` (a Keras dtype
-    policy name such as "bfloat16" or "mixed_bfloat16") every layer is rebuilt under that policy, except the
-    layers producing the outputs, which compute in float32. The result carries
-    ``fusion_report``: ``{"folded": n, "converted": c, "kept": m, "kept_layers": [...],
-    "dtype": ...}``.
-    Outputs agree with ``model`` in inference mode to float32 rounding (to bf16 rounding with
-    a bf16 ``dtype``)."""
+    policy name such as "bfloat16" or "mixed_bfloat16") every layer is rebuilt under that
+    policy, except the layers producing the outputs, which compute in float32. The result
+    carries ``fusion_report``: ``{"folded": n, "converted": c, "kept": m, "kept_layers":
+    [...], "dtype": ...}``. Outputs agree with ``model`` in inference mode to float32
+    rounding (to bf16 rounding with a bf16 ``dtype``)."""
     dtype = _check_dtype(dtype)
     pairs = _pairs(model)
     output_ops = {id(t._keras_history.operation) for t in model.outputs}
