@@ -119,7 +119,7 @@ def fuse_batchnorm(model, dtype=None, convert_kept=True):
     kept = [op.name for op in others if id(op) not in converted]
     new_inputs = [keras.Input(shape=x.shape[1:], dtype=x.dtype, name=x.name)
                   for x in model.inputs]
-    pending = []
+    pending, nested = [], []
 
     def rebuild(op):
         if id(op) in folded_bns:
@@ -130,7 +130,8 @@ def fuse_batchnorm(model, dtype=None, convert_kept=True):
         elif id(op) in converted:
             layer, weights = _as_depthwise(op, op_dtype)
         elif isinstance(op, keras.Model):
-            layer, weights = fuse_batchnorm(op, op_dtype), None
+            layer, weights = fuse_batchnorm(op, op_dtype, convert_kept), None
+            nested.append(layer.fusion_report)
         else:
             config = op.get_config()
             if op_dtype is not None:
@@ -153,7 +154,10 @@ def fuse_batchnorm(model, dtype=None, convert_kept=True):
         layer.set_weights(weights)
     fused = keras.Model(new_inputs if len(new_inputs) > 1 else new_inputs[0], outputs,
                         name=f"{model.name}_fused")
-    fused.fusion_report = {"folded": len(pairs), "converted": len(converted),
-                           "kept": len(kept), "kept_layers": kept,
-                           "dtype": dtype or model.dtype_policy.name}
+    fused.fusion_report = {  # nested models (a fine-tuned backbone) counted in
+        "folded": len(pairs) + sum(r["folded"] for r in nested),
+        "converted": len(converted) + sum(r["converted"] for r in nested),
+        "kept": len(kept) + sum(r["kept"] for r in nested),
+        "kept_layers": kept + [name for r in nested for name in r["kept_layers"]],
+        "dtype": dtype or model.dtype_policy.name}
     return fused

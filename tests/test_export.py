@@ -251,3 +251,22 @@ def test_bf16_saved_model_serves_float32_scores(exported, tmp_path):
     assert out["scores"].dtype == tf.float32
     np.testing.assert_allclose(out["scores"], expected, atol=0.03)
     assert not os.path.exists("unused")
+
+
+def test_fold_inside_a_nested_backbone():
+    """A fine-tuned model (backbone nested in a head model, as keras_classics.transfer builds
+    it): the backbone's BNs are folded/converted and counted in the outer report."""
+    backbone = randomize_bn(kc.get_model("wrn_10_1", input_shape=(16, 16, 3),
+                                         include_top=False, pooling="avg"))
+    inp = keras.Input((16, 16, 3))
+    model = keras.Model(inp, keras.layers.Dense(3)(backbone(inp)))
+    inner = fuse_batchnorm(backbone).fusion_report
+    report = fuse_batchnorm(model).fusion_report
+    assert inner["folded"] + inner["converted"] > 0
+    assert {k: report[k] for k in ("folded", "converted", "kept")} == \
+        {k: inner[k] for k in ("folded", "converted", "kept")}
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(fuse_batchnorm(model)(x), model(x, training=False), rtol=1e-4,
+                               atol=1e-5)
+    only = fuse_batchnorm(model, convert_kept=False).fusion_report
+    assert only["kept"] == inner["converted"] and len(only["kept_layers"]) == only["kept"]
