@@ -66,16 +66,21 @@ def saved_model_fn(model, directory, x, dtype=None):
     return lambda: served(images=x)["scores"].numpy()
 
 
+def keras_twin(name, ours):
+    """keras.applications' model of the same architecture, with ``ours``' weights."""
+    twin = KERAS_APPS[name](weights=None, input_shape=ours.input_shape[1:])
+    twin.set_weights(ours.get_weights())
+    return twin
+
+
 def bench_model(name, size, batch, train_batch, rounds, peaks):
     shape = (size, size, 3)
     macs = kc.profile(name, input_shape=shape).macs
     ours = kc.get_model(name, input_shape=shape)
-    theirs = KERAS_APPS[name](weights=None, input_shape=shape)
-    theirs.set_weights(ours.get_weights())
+    theirs = keras_twin(name, ours)
     # the A/A control: a second keras.applications model, same weights: how far apart two
     # identical models time on this machine (variable placement, allocator, noise)
-    copy = KERAS_APPS[name](weights=None, input_shape=shape)
-    copy.set_weights(ours.get_weights())
+    copy = keras_twin(name, ours)
     rng = np.random.default_rng(0)
     xs = {b: tf.constant(rng.uniform(0, 255, (b, *shape)), tf.float32)
           for b in (1, batch, train_batch)}
@@ -146,8 +151,7 @@ def frozen_weights_run(name, size, batch, rounds):
 def _frozen_child(name, size, batch, rounds):
     shape = (size, size, 3)
     ours = kc.get_model(name, input_shape=shape)
-    theirs = KERAS_APPS[name](weights=None, input_shape=shape)
-    theirs.set_weights(ours.get_weights())
+    theirs = keras_twin(name, ours)
     x = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch, *shape)), tf.float32)
     t = interleaved({"keras": inference_fn(theirs, x),
                      "fast_folded": inference_fn(kc.fuse_batchnorm(ours, dtype=fast_dtype()),

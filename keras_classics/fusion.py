@@ -18,6 +18,8 @@ import keras
 import numpy as np
 
 FOLDABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
+# the dtype policies inference is rebuilt in (any Keras policy name is accepted)
+DTYPES = ("float32", "bfloat16", "mixed_bfloat16", "float16", "mixed_float16")
 
 
 def _consumers(model):
@@ -96,8 +98,7 @@ def _check_dtype(dtype):
         return keras.dtype_policies.get(dtype).name
     except (ValueError, TypeError):
         raise ValueError(f"unknown dtype policy {dtype!r}; allowed: None (keep the model's), "
-                         "'float32', 'bfloat16', 'float16', 'mixed_bfloat16', "
-                         "'mixed_float16'") from None
+                         + ", ".join(map(repr, DTYPES))) from None
 
 
 def fuse_batchnorm(model, dtype=None, convert_kept=True):

@@ -4,10 +4,6 @@ from .base import RecipeHyperModel
 
 
 class HyperModel(RecipeHyperModel):
-    image_size = 32
-    epochs = 3
-    max_trials = 4
-
     def space(self, hp):
         norm = hp.Choice("norm", ["batch", "group", "layer", "instance"])
         return "resnet20_cifar", {"norm": norm}, {}

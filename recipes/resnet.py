@@ -4,8 +4,6 @@ from .base import RecipeHyperModel
 
 
 class HyperModel(RecipeHyperModel):
-    image_size = 32
-    epochs = 3
     max_trials = 6
 
     def space(self, hp):

@@ -3,10 +3,6 @@ from .base import RecipeHyperModel
 
 
 class HyperModel(RecipeHyperModel):
-    image_size = 32
-    epochs = 3
-    max_trials = 4
-
     def space(self, hp):
         ratio = hp.Choice("se_ratio", [0, 4, 8, 16])
         return "resnet20_cifar", {"se_ratio": ratio or None}, {}

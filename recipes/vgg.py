@@ -5,8 +5,6 @@ from .base import RecipeHyperModel
 
 
 class HyperModel(RecipeHyperModel):
-    image_size = 32
-    epochs = 3
     max_trials = 6
     min_image_size = 32
 

@@ -8,8 +8,6 @@ WIDTHS = [1, 2, 4, 8, 10]
 
 
 class HyperModel(RecipeHyperModel):
-    image_size = 32
-    epochs = 3
     max_trials = 6
     budget_params = 1_500_000
 

@@ -13,9 +13,7 @@ WIDTHS = {"384-384-256": (384, 384, 256), "512-1024-512": (512, 1024, 512)}
 class HyperModel(RecipeHyperModel):
     recipe = "alexnet"
     image_size = 112
-    epochs = 3
     batch_size = 32
-    max_trials = 4
     min_image_size = 105  # the 11x11/4 conv1 variant
 
     default_tuner = "grid"  # the first four grid points are the four architectures

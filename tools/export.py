@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 import keras_classics as kc  # noqa: E402
-from keras_classics import export, preprocessing  # noqa: E402
+from keras_classics import export, fusion, preprocessing  # noqa: E402
 
 
 def main(argv=None):
@@ -33,8 +33,7 @@ def main(argv=None):
     p.add_argument("--preprocessing", choices=("torch", "caffe", "tf"),
                    help="default: the registry model's, or torch (tools/train.py's)")
     p.add_argument("--format", choices=("saved_model", "tflite"), default="saved_model")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "mixed_bfloat16", "float16",
-                                       "mixed_float16"),
+    p.add_argument("--dtype", choices=fusion.DTYPES,
                    help="SavedModel: serve the folded model in this dtype policy (bfloat16 is "
                         "the fast CPU path; see bench/)")
     args = p.parse_args(argv)
