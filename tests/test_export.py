@@ -236,12 +236,14 @@ def test_fold_into_bf16(policy, weight_dtype):
     assert np.abs(out - ref).max() > 0  # really computed in bf16, not float32
 
 
-def test_fold_bad_dtype_is_a_clear_error():
+def test_fold_bad_dtype_is_a_clear_error(tmp_path):
     model = kc.get_model("wrn_10_1", input_shape=(16, 16, 3))
     with pytest.raises(ValueError, match="unknown dtype policy 'bf16'.*bfloat16"):
         fuse_batchnorm(model, dtype="bf16")
     with pytest.raises(ValueError, match="dtype needs fuse_bn=True"):
-        export.export_saved_model(model, "unused", fuse_bn=False, dtype="bfloat16")
+        export.export_saved_model(model, str(tmp_path / "serve"), fuse_bn=False,
+                                  dtype="bfloat16")
+    assert not (tmp_path / "serve").exists()  # refused before anything was written
 
 
 def test_bf16_saved_model_serves_float32_scores(exported, tmp_path):
@@ -250,7 +252,6 @@ def test_bf16_saved_model_serves_float32_scores(exported, tmp_path):
     out = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(images))
     assert out["scores"].dtype == tf.float32
     np.testing.assert_allclose(out["scores"], expected, atol=0.03)
-    assert not os.path.exists("unused")
 
 
 def test_fold_inside_a_nested_backbone():
