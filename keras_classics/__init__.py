@@ -15,7 +15,8 @@ from .fusion import fuse_batchnorm
 from .export import export_saved_model
 from .preprocessing import decode_predictions, preprocess_input
 from .registry import ModelInfo, describe, get_model, list_models, model_info
+from .weights import WeightsRecord, weights_info
 
 __version__ = "0.1.0"
-__all__ = ["layers", "models", "profile", "fuse_batchnorm", "export_saved_model", "preprocess_input", "decode_predictions", "describe", "get_model", "list_models", "model_info", "ModelInfo",
+__all__ = ["layers", "models", "profile", "fuse_batchnorm", "export_saved_model", "preprocess_input", "decode_predictions", "describe", "get_model", "list_models", "model_info", "ModelInfo", "WeightsRecord", "weights_info",
            *_builders]

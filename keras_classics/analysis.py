@@ -158,6 +158,13 @@ def _shape(spec):
     return tuple(spec.shape[1:])
 
 
+def _kind(layer):
+    """The Keras layer type a row is counted as: our ceil-mode pooling is a MaxPooling2D."""
+    from .layers import CeilMaxPooling2D
+
+    return "MaxPooling2D" if isinstance(layer, CeilMaxPooling2D) else type(layer).__name__
+
+
 def _elements(shape):
     return int(math.prod(d for d in shape)) if all(d is not None for d in shape) else 0
 
@@ -171,7 +178,7 @@ def _bias_params(layer):
 
 def _counts(layer, in_shapes, out_shape):
     """(MACs, other ops) per image for one application of ``layer``."""
-    kind = type(layer).__name__
+    kind = _kind(layer)
     out = _elements(out_shape)
     first_in = in_shapes[0] if in_shapes else ()
     if kind in ("Conv1D", "Conv2D", "Conv3D"):
@@ -239,11 +246,11 @@ def _walk(model, inputs, rows, dtype, prefix=""):
             macs, other = _counts(op, in_shapes, out_shape)
             nbytes = _dtype_bytes(dtype or getattr(op, "compute_dtype", None) or "float32")
             rows.append(LayerProfile(
-                name=prefix + op.name, type=type(op).__name__, output_shape=out_shape,
+                name=prefix + op.name, type=_kind(op), output_shape=out_shape,
                 activations=elements, activation_bytes=elements * nbytes,
                 params=op.count_params() if getattr(op, "built", False) and op.weights else 0,
                 bias_params=_bias_params(op), macs=int(macs), other_ops=int(other),
-                counted=type(op).__name__ not in IN_PLACE,
+                counted=_kind(op) not in IN_PLACE,
                 kernel=tuple(getattr(op, "kernel_size", ()) or ()),
                 input_channels=in_shapes[0][-1] if in_shapes and in_shapes[0] else 0))
             return outputs

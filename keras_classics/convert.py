@@ -18,16 +18,28 @@ BN_PARTS = ("weight", "bias", "running_mean", "running_var")
 
 
 def read_checkpoint(path):
-    """``{key: numpy array}`` from a ``.pth``/``.pt`` (needs PyTorch: read with
-    ``torch.load(weights_only=True)``), ``.safetensors`` or ``.npz`` file."""
+    """``{key: numpy array}`` from a ``.pth``/``.pt``/``.bin`` (needs PyTorch: read with
+    ``torch.load(weights_only=True)``), ``.safetensors`` or ``.npz`` file. Training-script
+    checkpoints (``{"model": state_dict, "epoch": 3, ...}``, or ``"state_dict"``) give their
+    state dict. Unreadable files and non-tensor values raise a ValueError naming the file."""
     path = os.fspath(path)
     if path.endswith(".safetensors"):
         from safetensors.numpy import load_file
 
-        return dict(load_file(path))
+        try:
+            return dict(load_file(path))
+        except Exception as err:  # SafetensorError, OSError: truncated or not safetensors
+            raise ValueError(f"{path}: not a readable .safetensors file ({err})") from err
     if path.endswith(".npz"):
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return _tensors(path, {k: data[k] for k in data.files})
+        except ValueError as err:
+            if str(err).startswith(path):
+                raise
+            raise ValueError(f"{path}: not a readable .npz file ({err})") from err
+        except Exception as err:  # BadZipFile, EOFError, OSError
+            raise ValueError(f"{path}: not a readable .npz file ({err})") from err
     if path.endswith((".pth", ".pt", ".bin")):
         try:
             import torch
@@ -39,10 +51,30 @@ def read_checkpoint(path):
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
             raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        return {k: v.detach().cpu().numpy() for k, v in state.items()}
+        for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+                break
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: expected a state dict (name -> tensor), found "
+                             f"{type(state).__name__}")
+        arrays = {}
+        for k, v in state.items():
+            if not isinstance(v, torch.Tensor):
+                raise ValueError(f"{path}: entry {k!r} is a {type(v).__name__}, not a tensor "
+                                 "(expected a state dict, or one under 'model'/'state_dict')")
+            arrays[k] = v.detach().cpu().float().numpy() if v.is_floating_point() else \
+                v.detach().cpu().numpy()
+        return arrays
     raise ValueError(f"{path}: checkpoints must be .pth/.pt/.bin, .safetensors or .npz")
+
+
+def _tensors(path, arrays):
+    for k, v in arrays.items():
+        if not isinstance(v, np.ndarray) or v.dtype == object or \
+                not np.issubdtype(v.dtype, np.number):
+            raise ValueError(f"{path}: entry {k!r} is not a numeric array")
+    return arrays
 
 
 # ---- family key maps: checkpoint module name -> (our layer, kind) -------------------------
@@ -125,9 +157,15 @@ def _sequential_rules(model, family):
     return mapping
 
 
+# torchvision's own renaming of its legacy DenseNet keys ("norm.1" -> "norm1", "conv.2",
+# "relu.1" ...), from torchvision/models/densenet.py ``_load_state_dict``.
+_LEGACY_DENSENET = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
 def _fix_legacy_densenet(key):
-    # torchvision's DenseNet checkpoints use "norm.1" for "norm1" (see its _load_state_dict)
-    return re.sub(r"(denselayer\d+\.(?:norm|relu|conv))\.(\d)\.", r"\1\2.", key)
+    m = _LEGACY_DENSENET.match(key)
+    return m.group(1) + m.group(2) if m else key
 
 
 def convert_state_dict(model, state, family, include_top=True):

@@ -1,8 +1,9 @@
 """Datasets for training: the embedded digits, any tensorflow-datasets name, or a folder.
 
 Every loader returns a :class:`Data` with ``tf.data`` pipelines that yield ``(image, label)``
-batches of float32 images already preprocessed (RGB, ImageNet mean/std: the "torch" mode) at the
-requested size. Training order is a pure function of ``(seed, epoch)``, so a resumed run sees
+batches of float32 images at the requested size, preprocessed by the mode of the weights they will
+feed (keras.applications' own ``preprocess_input`` arithmetic: "torch" — RGB, ImageNet
+mean/std — for models trained here, "caffe" or "tf" for pretrained weights that need them). Training order is a pure function of ``(seed, epoch)``, so a resumed run sees
 exactly the batches an uninterrupted one would.
 """
 import dataclasses
@@ -10,9 +11,10 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from keras.applications import imagenet_utils
 
-MEAN = np.array([0.485, 0.456, 0.406], "float32") * 255
-STD = np.array([0.229, 0.224, 0.225], "float32") * 255
+from .preprocessing import MODES
+
 # AlexNet section 4.1: the RGB eigen-decomposition used for PCA colour augmentation.
 PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045], "float32")
 PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140],
@@ -33,9 +35,13 @@ class Data:
     class_names: list = None
 
     def pipeline(self, split, batch_size, epoch=0, seed=0, augment=(), shuffle=None,
-                 drop_remainder=False, skip_batches=0):
+                 drop_remainder=False, skip_batches=0, preprocessing="torch"):
         """A batched, preprocessed ``tf.data.Dataset`` for ``split`` ("train", "val", "test").
-        ``augment`` may hold "crop" (pad 1/8 and crop back, random), "flip" and "pca"."""
+        ``augment`` may hold "crop" (pad 1/8 and crop back, random), "flip" and "pca";
+        ``preprocessing`` is "torch", "caffe" or "tf" (see :mod:`keras_classics.preprocessing`)."""
+        if preprocessing not in MODES:
+            raise ValueError(f"unknown preprocessing {preprocessing!r}; allowed: "
+                             f"{', '.join(MODES)}")
         source = getattr(self, split)
         shuffle = split == "train" if shuffle is None else shuffle
         ds = source if isinstance(source, tf.data.Dataset) else \
@@ -58,7 +64,8 @@ class Data:
             aug = _augmenter(augment, size, seed * 1000 + epoch)
             ds = ds.enumerate().map(lambda i, xy: aug(i, *xy),
                                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.map(lambda x, y: ((x - MEAN) / STD, y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: (imagenet_utils.preprocess_input(x, mode=preprocessing), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         if skip_batches:
             ds = ds.skip(skip_batches)

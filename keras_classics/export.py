@@ -21,6 +21,7 @@ import tensorflow as tf
 from keras.applications import imagenet_utils
 
 from .fusion import fuse_batchnorm
+from .weights import weights_info
 
 MAGIC = {"JPEG": b"\xff\xd8\xff", "PNG": b"\x89PNG", "GIF": b"GIF8", "BMP": b"BM"}
 
@@ -75,12 +76,17 @@ def serving_functions(model, image_size, preprocessing="torch", top_k=5, labels=
 
 
 def export_saved_model(model, base_dir, version=None, fuse_bn=True, top_k=5, labels=None,
-                       image_size=None, preprocessing="torch", overwrite=False, dtype=None):
+                       image_size=None, preprocessing=None, overwrite=False, dtype=None):
     """Write ``model`` as ``base_dir/<version>/`` (the next integer when ``version`` is None)
     and return that path. ``preprocessing`` ("torch", "caffe", "tf") is applied inside the
-    signatures to RGB pixels in [0, 255], as in training. ``dtype="bfloat16"`` serves the
+    signatures to RGB pixels in [0, 255], as in training; by default the mode of the
+    pretrained weights the model was built or fine-tuned from (:func:`weights_info`), else
+    "torch" (what :func:`~keras_classics.training.train` uses from scratch). ``dtype="bfloat16"`` serves the
     folded model in bf16 (about 2x faster on CPUs with AVX512-BF16, see bench/); scores stay
     float32."""
+    if preprocessing is None:
+        record = weights_info(model)
+        preprocessing = record.preprocessing if record else "torch"
     if preprocessing not in ("torch", "caffe", "tf"):
         raise ValueError(f"unknown preprocessing {preprocessing!r}; allowed: torch, caffe, tf")
     shape = model.inputs[0].shape

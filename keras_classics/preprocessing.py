@@ -16,15 +16,31 @@ from keras.applications import imagenet_utils
 MODES = ("caffe", "tf", "torch")
 
 
+def mode_of(model):
+    """The preprocessing mode for ``model``: a registry name (its ImageNet weights' mode) or a
+    model built with ``weights="imagenet"`` (the mode of the weights it holds)."""
+    if isinstance(model, str):
+        from .registry import model_info
+
+        return model_info(model).preprocessing
+    from .weights import weights_info
+
+    record = weights_info(model)
+    if record is None:
+        raise ValueError(f"{getattr(model, 'name', model)!r} was not built with "
+                         "weights='imagenet', so it carries no preprocessing: pass mode= "
+                         f"({', '.join(MODES)})")
+    return record.preprocessing
+
+
 def preprocess_input(x, model_name=None, mode=None):
-    """Preprocess RGB images in [0, 255] for ``model_name`` (a registry name), or by ``mode``
-    ("caffe", "tf", "torch"). Returns a new float array; ``x`` is not modified."""
+    """Preprocess RGB images in [0, 255] for ``model_name`` (a registry name, or a model built
+    with ``weights="imagenet"``), or by ``mode`` ("caffe", "tf", "torch"). Returns a new float
+    array; ``x`` is not modified."""
     if (model_name is None) == (mode is None):
         raise ValueError("preprocess_input: give exactly one of model_name or mode")
     if model_name is not None:
-        from .registry import model_info
-
-        mode = model_info(model_name).preprocessing
+        mode = mode_of(model_name)
     if mode not in MODES:
         raise ValueError(f"preprocess_input: unknown mode {mode!r}; allowed: {', '.join(MODES)}")
     x = np.array(x, dtype="float32", copy=True) if not hasattr(x, "numpy") else x

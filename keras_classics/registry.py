@@ -49,9 +49,26 @@ class ModelInfo:
     default_size: int
     min_size: int
     description: str
-    top1: float = None  # published ImageNet top-1 (%) of this exact topology, where one exists
-    preprocessing: str = "torch"  # input preprocessing of its ImageNet weights' source
-    weights_source: str = None  # "keras", "torchvision" or "timm" when weights="imagenet" works
+
+    @property
+    def weights(self):
+        """The :class:`~keras_classics.weights.WeightsRecord` of its ImageNet weights, or None."""
+        return SOURCES.get(self.name)
+
+    @property
+    def top1(self):
+        """Published ImageNet top-1 (%) of its weights (the weights' own figure), or None."""
+        return self.weights.top1 if self.weights else None
+
+    @property
+    def preprocessing(self):
+        """The input preprocessing its ImageNet weights need ("torch" when it has none)."""
+        return self.weights.preprocessing if self.weights else "torch"
+
+    @property
+    def weights_source(self):
+        """"keras", "torchvision" or "timm" when ``weights="imagenet"`` works, else None."""
+        return self.weights.source if self.weights else None
 
     def build(self, **kwargs):
         return self.builder(**{**self.kwargs, "name": self.name, **kwargs})
@@ -96,23 +113,8 @@ def _entries():
         add(name, getattr(models, func), "resnet", paper, description=what)
     for depth in (121, 161, 169, 201, 264):
         add(f"densenet{depth}", getattr(models, f"DenseNet{depth}"), "densenet", "densenet")
-    for name, acc in TOP1.items():
-        e[name] = dataclasses.replace(e[name], top1=acc)
-    for name, source in SOURCES.items():  # each weights source carries its preprocessing
-        e[name] = dataclasses.replace(e[name], preprocessing=source.preprocessing,
-                                      weights_source=source.kind)
     return e
 
-
-# torchvision's V1 weights (../shared/REFERENCE.md): these registry entries are their topology.
-TOP1 = {
-    "alexnet_owt": 56.52, "vgg11": 69.02, "vgg11_bn": 70.37, "vgg13": 69.93, "vgg13_bn": 71.59,
-    "vgg16": 71.59, "vgg16_bn": 73.36, "vgg19": 72.38, "vgg19_bn": 74.22, "googlenet_bn": 69.78,
-    "resnet18": 69.76, "resnet34": 73.31, "resnet50_v1_5": 76.13, "resnet101_v1_5": 77.37,
-    "resnet152_v1_5": 78.31, "wide_resnet50_2": 78.47, "wide_resnet101_2": 78.85,
-    "resnext50_32x4d": 77.62, "resnext101_32x8d": 79.31, "densenet121": 74.43,
-    "densenet161": 77.14, "densenet169": 75.60, "densenet201": 76.90,
-}
 
 _PATTERNS = [
     # regex, examples listed by list_models(), factory(match) -> ModelInfo
@@ -182,13 +184,21 @@ def get_model(name, **kwargs):
     ``weights="imagenet"`` for a paper topology whose public weights belong to a variant
     (``alexnet`` → ``alexnet_owt``, ``googlenet`` → ``googlenet_bn``) builds that variant,
     with a warning saying so."""
+    return resolve(name, kwargs.get("weights"), stacklevel=3).build(**kwargs)
+
+
+def resolve(name, weights=None, stacklevel=2):
+    """The :class:`ModelInfo` that ``get_model(name, weights=weights)`` builds: for
+    ``weights="imagenet"``, a paper topology whose public weights belong to a variant resolves
+    to that variant (with a warning), so its preprocessing is the variant's."""
     info = model_info(name)
-    if kwargs.get("weights") == "imagenet" and PRETRAINED_VARIANT.get(info.name):
+    if weights == "imagenet" and PRETRAINED_VARIANT.get(info.name):
         variant = PRETRAINED_VARIANT[info.name]
         warnings.warn(f"{info.name} has no public ImageNet weights in the paper's topology; "
-                      f"building '{variant}' ({model_info(variant).description})", stacklevel=2)
+                      f"building '{variant}' ({model_info(variant).description})",
+                      stacklevel=stacklevel)
         info = model_info(variant)
-    return info.build(**kwargs)
+    return info
 
 
 def describe(name, **kwargs):

@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from . import data as data_lib
-from .registry import model_info
+from .registry import model_info, resolve
+from .weights import weights_info
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,7 +226,7 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
           strategy="auto", mixed_precision=False, jit=False, output="runs/train",
           image_size=None, seed=0, lr=None, checkpoint_every=20, cpu_replicas=None,
           data_dir=None, augment=None, verbose=1, model_kwargs=None, data=None,
-          build_model=None, stop_after_steps=None, deterministic=False):
+          build_model=None, stop_after_steps=None, deterministic=False, preprocessing=None):
     """Train ``model`` (a registry name) on ``dataset`` and write, in ``output``: TensorBoard
     ``logs/``, ``history.csv``, ``curves.png``, ``model.keras``, ``summary.json`` and
     ``checkpoint.npz`` (rerunning the same call resumes from it). Returns the summary dict.
@@ -235,6 +236,9 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     ``stop_after_steps`` ends the run early after that many steps in this call (tests).
     Augmentation defaults to the recipe's (crops and flips for ImageNet recipes), except on
     the digits, which are only cropped. ``deterministic`` enables TensorFlow's op determinism.
+    ``preprocessing`` ("torch", "caffe", "tf") defaults to that of the pretrained weights the
+    model was built with (``model_kwargs={"weights": "imagenet"}``), else "torch"; it is
+    written to ``summary.json``, where ``tools/export.py`` and fine-tuning read it.
     """
     rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, augment=augment)
     epochs, batch = rec.epochs, rec.batch_size
@@ -267,10 +271,13 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
 
     with _precision(mixed_precision) as policy, strat.scope():
         shape = (image_size, image_size, 3)
-        net = build_model(data.num_classes, shape) if build_model else info.build(
+        net = build_model(data.num_classes, shape) if build_model else resolve(
+            info.name, (model_kwargs or {}).get("weights")).build(
             classes=data.num_classes, input_shape=shape, **(model_kwargs or {}))
         optimizer = _optimizer(rec, base_lr, policy == "mixed_float16")
         optimizer.build(net.trainable_variables)
+    record = weights_info(net)
+    preprocessing = preprocessing or (record.preprocessing if record else "torch")
     state = {"epoch": 0, "step": 0, "global_step": 0, "lr": base_lr, "best": -1.0, "wait": 0,
              "history": [], "train_seconds": 0.0, "images": 0}
     if os.path.exists(ckpt_path):
@@ -338,7 +345,8 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
 
     def evaluate(split):
         totals = np.zeros(3)
-        ds = strat.experimental_distribute_dataset(data.pipeline(split, batch, seed=seed))
+        ds = strat.experimental_distribute_dataset(
+            data.pipeline(split, batch, seed=seed, preprocessing=preprocessing))
         for x, y in ds:
             totals += [float(v) for v in eval_step(x, y)]
         return totals[0] / max(totals[2], 1), totals[1] / max(totals[2], 1)
@@ -353,7 +361,8 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
         while state["epoch"] < epochs:
             epoch = state["epoch"]
             ds = data.pipeline("train", batch, epoch=epoch, seed=seed, augment=rec.augment,
-                               drop_remainder=True, skip_batches=state["step"])
+                               drop_remainder=True, skip_batches=state["step"],
+                               preprocessing=preprocessing)
             bar = keras.utils.Progbar(steps_per_epoch, verbose=verbose if chief else 0,
                                       stateful_metrics=["lr"])
             if chief and verbose:
@@ -424,6 +433,8 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     summary = {
         "model": net.name, "dataset": data.name, "recipe": rec.name, "epochs": epochs,
         "batch_size": batch, "image_size": image_size, "learning_rate": base_lr,
+        "preprocessing": preprocessing,
+        "pretrained": record.name if record else None,
         "best_val_accuracy": max((h["val_accuracy"] for h in history), default=None),
         "final_val_accuracy": history[-1]["val_accuracy"] if history else None,
         "test_accuracy": test_acc, "test_loss": test_loss,
@@ -445,6 +456,18 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     os.replace(summary_path + ".tmp", summary_path)
     summary["model_object"] = net
     return summary
+
+
+def saved_preprocessing(model_path):
+    """The preprocessing a ``model.keras`` written by :func:`train` was trained with (read from
+    the ``summary.json`` beside it); "torch" when there is none."""
+    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "summary.json")
+    try:
+        with open(path) as f:
+            mode = json.load(f).get("preprocessing", "torch")
+    except (OSError, ValueError, AttributeError):
+        return "torch"
+    return mode if mode in data_lib.MODES else "torch"
 
 
 def _write_history(history, output):

@@ -22,7 +22,8 @@ import numpy as np
 
 from . import data as data_lib
 from . import training
-from .registry import model_info
+from .registry import model_info, resolve
+from .weights import _attach, weights_info
 
 REGIMES = ("auto", "small", "medium", "large")
 THRESHOLDS = (50, 500)  # examples per class: below the first small, below the second medium
@@ -67,7 +68,7 @@ def load_backbone(source, weights=None, input_shape=None):
             raise ValueError(f"{source} is not a classifier: its last layer is "
                              f"{type(last).__name__} '{last.name}', not a Dense classifier")
         return keras.Model(model.inputs, last.input, name=f"{model.name}_backbone")
-    info = model_info(source)
+    info = resolve(source, weights)
     if input_shape and input_shape[0] < info.min_size:
         raise ValueError(f"{info.name} needs inputs of at least {info.min_size}x"
                          f"{info.min_size}; the dataset is loaded at {input_shape[0]}: pass a "
@@ -96,12 +97,18 @@ def transfer_model(backbone, classes, trainable_stages, dropout=0.2):
 
 def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10,
               head_epochs=None, lr=1e-3, lr_factor=10.0, batch_size=32, image_size=None,
-              output="runs/finetune", strategy="default", data=None, verbose=0, seed=0):
+              output="runs/finetune", strategy="default", data=None, verbose=0, seed=0,
+              preprocessing=None):
     """Fine-tune ``backbone`` (a registry name with ``weights``, or a ``.keras`` classifier) on
     ``dataset``/``data``; returns a summary with the regime used, per-phase results and the
     final model (``model_object``). Phase 1 trains the head for ``head_epochs`` (default
     ``epochs``); phase 2 (medium, large) trains the unfrozen stages for ``epochs`` more at
-    ``lr / lr_factor``. Adam is used in both phases."""
+    ``lr / lr_factor``. Adam is used in both phases.
+
+    Images reach the backbone preprocessed as its weights need: the mode of its pretrained
+    record (``weights="imagenet"``: "caffe" for Keras' ResNet50, "tf" for ResNetV2 and
+    torchvision's GoogLeNet, "torch" for the rest), the mode a ``.keras`` classifier was trained
+    with (its ``summary.json``), or ``preprocessing`` when given."""
     if lr_factor <= 0:
         raise ValueError(f"lr_factor must be positive, got {lr_factor}")
     if data is None:
@@ -114,6 +121,11 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
     per_class = data.num_train / data.num_classes
     chosen = choose_regime(regime, per_class)
     base = load_backbone(backbone, weights, shape)
+    record = weights_info(base)
+    if preprocessing is None:
+        preprocessing = record.preprocessing if record else (
+            training.saved_preprocessing(backbone) if str(backbone).endswith(".keras")
+            else "torch")
     if tuple(base.input_shape[1:3]) not in ((None, None), shape[:2]):
         raise ValueError(f"the backbone takes {base.input_shape[1:3]} inputs, the dataset is "
                          f"loaded at {shape[:2]}: pass image_size={base.input_shape[1]}")
@@ -142,7 +154,7 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
             data=data, build_model=build(stages, start), epochs=n_epochs,
             batch_size=batch_size, image_size=data.image_size, recipe="adam", lr=phase_lr,
             strategy=strategy, output=os.path.join(output, f"phase_{name}"), verbose=verbose,
-            seed=seed, augment=())
+            seed=seed, augment=(), preprocessing=preprocessing)
         model = summary["model_object"]
         start = model.get_weights()
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
@@ -150,9 +162,12 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
                         "lr": phase_lr, "trainable_params": trainable,
                         "val_accuracy": summary["best_val_accuracy"],
                         "test_accuracy": summary["test_accuracy"]})
+    if record is not None:
+        _attach(model, record)  # export and preprocess_input find the weights' preprocessing
     return {"regime": chosen, "per_class": per_class, "phases": results,
             "test_accuracy": results[-1]["test_accuracy"], "model_object": model,
-            "output": output}
+            "output": output, "preprocessing": preprocessing,
+            "pretrained": record.name if record else None}
 
 
 def digits_experiment(per_class=10, pretrain_epochs=8, epochs=20, model="resnet20_cifar",

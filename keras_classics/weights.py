@@ -8,20 +8,38 @@ leaves a file that looks complete. The cache is Keras' (``$KERAS_HOME/models``, 
 import dataclasses
 import hashlib
 import os
+import tempfile
 import urllib.error
+import warnings
 import urllib.request
 
 import keras
+import numpy as np
 
 CHUNK = 1 << 20
 
 
 def cache_dir(subdir="models"):
-    """``$KERAS_HOME/<subdir>`` (``~/.keras/<subdir>`` by default), created if needed."""
+    """``$KERAS_HOME/<subdir>`` (``~/.keras/<subdir>`` by default), created if needed. Where
+    that is not writable, ``/tmp/.keras/<subdir>`` as Keras' ``get_file`` does (with a
+    warning); if neither is, a PermissionError saying so."""
     base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    path = os.path.join(base, subdir)
-    os.makedirs(path, exist_ok=True)
-    return path
+    tried = []
+    for root in (base, os.path.join(tempfile.gettempdir(), ".keras")):
+        path = os.path.join(root, subdir)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as err:
+            tried.append(f"{path} ({err.strerror})")
+            continue
+        if os.access(path, os.W_OK | os.X_OK):
+            if tried:
+                warnings.warn(f"the Keras cache {tried[0]} is not writable; using {path}",
+                              stacklevel=3)
+            return path
+        tried.append(f"{path} (not writable)")
+    raise PermissionError(f"no writable cache directory for weights: tried {', '.join(tried)}"
+                          ". Set KERAS_HOME to a writable directory")
 
 
 def _hasher(file_hash):
@@ -37,7 +55,7 @@ def _matches(digest, file_hash):
     return digest.startswith(file_hash.lower())
 
 
-def file_hash_of(path, file_hash):
+def file_hash_of(path, file_hash="0" * 64):
     """The hex digest of ``path`` with the algorithm matching ``file_hash``'s length."""
     h = _hasher(file_hash)
     with open(path, "rb") as f:
@@ -46,154 +64,154 @@ def file_hash_of(path, file_hash):
     return h.hexdigest()
 
 
+def _lock(target):
+    """A lock file beside ``target``: processes fetching or converting one file take turns."""
+    import filelock
+
+    return filelock.FileLock(target + ".lock")
+
+
+def _temp_beside(target, suffix=".part"):
+    """A new temporary path in ``target``'s folder, unique to this process."""
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(target) + ".", suffix=suffix,
+                               dir=os.path.dirname(target))
+    os.close(fd)
+    return tmp
+
+
 def fetch(url, file_hash, fname=None, subdir="models", progress=True, timeout=30):
     """Return the local path of ``url``'s file, downloading it into the cache if it is not
-    there with the right hash. Raises ValueError on a hash mismatch (the download is deleted)
-    and OSError when the file cannot be downloaded, saying where to place it by hand."""
+    there with the right hash. The download goes to a temporary file of this process and is
+    renamed into place only after its hash matched, under a lock, so processes fetching the
+    same file at once all end with a correct one. Raises ValueError on a hash mismatch (the
+    download is deleted) and OSError when the file cannot be downloaded, saying where to place
+    it by hand."""
     fname = fname or os.path.basename(url.split("?")[0])
     target = os.path.join(cache_dir(subdir), fname)
-    if os.path.exists(target):
-        if _matches(file_hash_of(target, file_hash), file_hash):
-            return target
-        os.remove(target)  # stale or corrupted: fetch again
-    part = target + ".part"
-    h = _hasher(file_hash)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            bar = keras.utils.Progbar(total or None, unit_name="B") if progress else None
-            done = 0
-            for chunk in iter(lambda: response.read(CHUNK), b""):
-                out.write(chunk)
-                h.update(chunk)
-                done += len(chunk)
-                if bar:
-                    bar.update(done)
-    except (urllib.error.URLError, OSError) as err:
-        if os.path.exists(part):
+    with _lock(target):
+        if os.path.exists(target) and _matches(file_hash_of(target, file_hash), file_hash):
+            return target  # a stale or corrupted file is replaced below, never used
+        part = _temp_beside(target)
+        h = _hasher(file_hash)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, \
+                    open(part, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0)
+                bar = keras.utils.Progbar(total or None, unit_name="B") if progress else None
+                done = 0
+                for chunk in iter(lambda: response.read(CHUNK), b""):
+                    out.write(chunk)
+                    h.update(chunk)
+                    done += len(chunk)
+                    if bar:
+                        bar.update(done)
+        except (urllib.error.URLError, OSError) as err:
             os.remove(part)
-        raise OSError(f"could not download {url} ({err}). Without network access, download it "
-                      f"on another machine and place it at {target}") from err
-    if not _matches(h.hexdigest(), file_hash):
-        os.remove(part)
-        raise ValueError(f"{fname}: hash mismatch (expected {file_hash}, got {h.hexdigest()}); "
-                         "the download was deleted. Retry, or place a correct copy at "
-                         f"{target}")
-    os.replace(part, target)
+            raise OSError(f"could not download {url} ({err}). Without network access, "
+                          f"download it on another machine and place it at {target}") from err
+        except BaseException:
+            os.remove(part)
+            raise
+        if not _matches(h.hexdigest(), file_hash):
+            os.remove(part)
+            raise ValueError(f"{fname}: hash mismatch (expected {file_hash}, got "
+                             f"{h.hexdigest()}); the download was deleted. Retry, or place a "
+                             f"correct copy at {target}")
+        os.chmod(part, 0o644)
+        os.replace(part, target)
     return target
 
 
-# ---- where each model's ImageNet weights come from ----------------------------------------
-
-
+# ---- pretrained weights records -----------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class WeightsSource:
-    """Pinned ImageNet weights: ``kind`` "keras" (a legacy .h5 loaded as it is, with a no-top
-    file beside it), "torchvision" or "timm" (a PyTorch checkpoint converted to our layout on
-    first use). ``file_hash``: md5 or sha256 as Keras pins them; for PyTorch checkpoints the
-    sha256 prefix in the file name, which is what torchvision and timm themselves check."""
+class WeightsRecord:
+    """One pretrained variant's weights, declared next to its family's builders (as
+    torchvision's ``Weights`` enums and timm's ``default_cfgs``): where the file is, how it is
+    checked, how its inputs must be preprocessed and what it scores.
 
-    kind: str
+    ``source``: "keras" (a Keras 2 ``.h5`` loaded as it is, a no-top file beside it),
+    "torchvision" or "timm" (a PyTorch checkpoint converted by ``layout``'s key map on first
+    use). ``file_hash``: md5 (Keras pins md5) or the sha256 prefix in a PyTorch file's name.
+    ``preprocessing``: "caffe", "tf" or "torch" (keras.applications' modes). ``input_size``:
+    the centre crop the published ``top1`` was measured at; ``top1_source`` says where the
+    figure is printed. The figures are the weights' own, never another library's."""
+
+    name: str
+    source: str
     url: str
     file_hash: str
+    preprocessing: str
+    top1: float = None
+    top1_source: str = None
+    input_size: int = 224
     notop_url: str = None
     notop_hash: str = None
-    preprocessing: str = "torch"
-    family: str = None  # the converter's key map for PyTorch checkpoints
+    layout: str = None  # the converter's key map for PyTorch checkpoints
 
 
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+KERAS_TOP1 = ("keras-team/keras-applications README (Keras Applications on the ILSVRC-2012 "
+              "validation set, single centre crop)")
+TORCHVISION_TOP1 = "torchvision IMAGENET1K_V1 weights meta (acc@1)"
 
 
-def _keras(path, top_hash, notop_hash, preprocessing):
-    return WeightsSource("keras", f"{_KERAS}{path}.h5", top_hash, f"{_KERAS}{path}_notop.h5",
-                         notop_hash, preprocessing)
+def keras_weights(name, path, top_hash, notop_hash, preprocessing, top1, input_size=224):
+    """A Keras published file: ``<path>.h5`` and ``<path>_notop.h5`` (md5 as Keras pins it)."""
+    return WeightsRecord(name, "keras", f"{_KERAS}{path}.h5", top_hash, preprocessing, top1,
+                         KERAS_TOP1, input_size, f"{_KERAS}{path}_notop.h5", notop_hash)
 
 
-def _tv(file, family, preprocessing="torch"):
+def torchvision_weights(name, file, layout, top1, preprocessing="torch"):
+    """A torchvision IMAGENET1K_V1 checkpoint (its file name carries the sha256 prefix)."""
     prefix = file.rsplit("-", 1)[1].split(".")[0]
-    return WeightsSource("torchvision", f"https://download.pytorch.org/models/{file}", prefix,
-                         preprocessing=preprocessing, family=family)
+    return WeightsRecord(name, "torchvision", f"https://download.pytorch.org/models/{file}",
+                         prefix, preprocessing, top1, TORCHVISION_TOP1, layout=layout)
 
 
-def _timm(path, family):
+def timm_weights(name, path, layout, top1=None):
+    """A timm release checkpoint (sha256 prefix in the file name)."""
     prefix = path.rsplit("-", 1)[1].split(".")[0]
-    return WeightsSource(
-        "timm", "https://github.com/rwightman/pytorch-image-models/releases/download/" + path,
-        prefix, family=family)
+    return WeightsRecord(
+        name, "timm", "https://github.com/rwightman/pytorch-image-models/releases/download/"
+        + path, prefix, "torch", top1, None, layout=layout)
 
 
-_KERAS_RESNET = {  # keras.applications' resnet.py WEIGHTS_HASHES (md5)
-    "resnet50": ("resnet50", "2cb95161c43110f7111970584f804107",
-                 "4d473c1dd8becc155b73f8504c6f6626", "caffe"),
-    "resnet101": ("resnet101", "f1aeb4b969a6efcfb50fad2f0c20cfc5",
-                  "88cf7a10940856eca736dc7b7e228a21", "caffe"),
-    "resnet152": ("resnet152", "100835be76be38e30d865e96f2aaae62",
-                  "ee4c566cf9a93f14d82f913c2dc6dd0c", "caffe"),
-    "resnet50_v2": ("resnet50v2", "3ef43a0b657b3be2300d5770ece849e0",
-                    "fac2f116257151a9d068a22e544a4917", "tf"),
-    "resnet101_v2": ("resnet101v2", "6343647c601c52e1368623803854d971",
-                     "c0ed64b8031c3730f411d2eb4eea35b5", "tf"),
-    "resnet152_v2": ("resnet152v2", "a49b44d1979771252814e80f8ec446f9",
-                     "ed17cf2e0169df9d443503ef94b23b33", "tf"),
-}
-SOURCES = {
-    "vgg16": _keras("vgg16/vgg16_weights_tf_dim_ordering_tf_kernels",
-                    "64373286793e3c8b2b4e3219cbf3544b", "6d6bbae143d832006294945121d1f1fc",
-                    "caffe"),
-    "vgg19": _keras("vgg19/vgg19_weights_tf_dim_ordering_tf_kernels",
-                    "cbe5617147190e668d6c5d5026f83318", "253f8cb515780f3b799900260a226db6",
-                    "caffe"),
-    **{name: _keras(f"resnet/{file}_weights_tf_dim_ordering_tf_kernels", top, notop, pre)
-       for name, (file, top, notop, pre) in _KERAS_RESNET.items()},
-    "densenet121": _keras("densenet/densenet121_weights_tf_dim_ordering_tf_kernels",
-                          "9d60b8095a5708f2dcce2bca79d332c7",
-                          "30ee3e1110167f948a6b9946edeeb738", "torch"),
-    "densenet169": _keras("densenet/densenet169_weights_tf_dim_ordering_tf_kernels",
-                          "d699b8f76981ab1b30698df4c175e90b",
-                          "b8c4d4c20dd625c148057b9ff1c1176b", "torch"),
-    "densenet201": _keras("densenet/densenet201_weights_tf_dim_ordering_tf_kernels",
-                          "1ceb130c1ea1b78c3bf6114dbdfd8807",
-                          "c13680b51ded0fb44dff2d8f86ac8bb1", "torch"),
-    # torchvision IMAGENET1K_V1 checkpoints
-    "alexnet_owt": _tv("alexnet-owt-7be5be79.pth", "alexnet"),
-    "vgg11": _tv("vgg11-8a719046.pth", "vgg"), "vgg11_bn": _tv("vgg11_bn-6002323d.pth", "vgg"),
-    "vgg13": _tv("vgg13-19584684.pth", "vgg"), "vgg13_bn": _tv("vgg13_bn-abd245e5.pth", "vgg"),
-    "vgg16_bn": _tv("vgg16_bn-6c64b313.pth", "vgg"),
-    "vgg19_bn": _tv("vgg19_bn-c79401a0.pth", "vgg"),
-    # ported from TensorFlow: torchvision's transform_input maps its inputs to [-1, 1]
-    "googlenet_bn": _tv("googlenet-1378be20.pth", "googlenet", preprocessing="tf"),
-    "resnet18": _tv("resnet18-f37072fd.pth", "resnet"),
-    "resnet34": _tv("resnet34-b627a593.pth", "resnet"),
-    "resnet50_v1_5": _tv("resnet50-0676ba61.pth", "resnet"),
-    "resnet101_v1_5": _tv("resnet101-63fe2227.pth", "resnet"),
-    "resnet152_v1_5": _tv("resnet152-394f9c45.pth", "resnet"),
-    "wide_resnet50_2": _tv("wide_resnet50_2-95faca4d.pth", "resnet"),
-    "wide_resnet101_2": _tv("wide_resnet101_2-32ee1156.pth", "resnet"),
-    "resnext50_32x4d": _tv("resnext50_32x4d-7cdf4587.pth", "resnet"),
-    "resnext101_32x8d": _tv("resnext101_32x8d-8ba56ff5.pth", "resnet"),
-    "resnext101_64x4d": _tv("resnext101_64x4d-173b62eb.pth", "resnet"),
-    "densenet161": _tv("densenet161-8d451a50.pth", "densenet"),
-    # timm's "legacy" SENet checkpoints: the SENet authors' Caffe weights (Cadene's port)
-    "se_resnet50": _timm("v0.1-cadene/se_resnet50-ce0d4300.pth", "senet"),
-    "se_resnet101": _timm("v0.1-cadene/se_resnet101-7e38fcc6.pth", "senet"),
-    "se_resnet152": _timm("v0.1-cadene/se_resnet152-d17c99b7.pth", "senet"),
-    "se_resnext50_32x4d": _timm("v0.1-weights/legacy_se_resnext50_32x4d-f3651bad.pth",
-                                "senet"),
-    "se_resnext101_32x4d": _timm("v0.1-weights/legacy_se_resnext101_32x4d-37725eac.pth",
-                                 "senet"),
-}
-# Paper topologies without public weights, and the registered variant that has them.
-PRETRAINED_VARIANT = {"alexnet": "alexnet_owt", "googlenet": "googlenet_bn",
-                      "vgg16_c": None, "vgg11_lrn": None, "zfnet": None}
+SOURCES = {}  # registry name -> WeightsRecord, filled by the family modules
+PRETRAINED_VARIANT = {}  # paper topology -> the registered variant that has public weights
+
+
+def register_weights(*records, variant_of=None):
+    """Declare pretrained records (from a family module); ``variant_of`` maps a paper topology
+    without public weights to the variant whose weights exist (``{"alexnet": "alexnet_owt"}``),
+    or to None. Duplicate names raise, as torchvision's ``register_model`` does."""
+    for rec in records:
+        if rec.name in SOURCES:
+            raise ValueError(f"weights for {rec.name!r} are registered twice")
+        if rec.preprocessing not in ("caffe", "tf", "torch"):
+            raise ValueError(f"{rec.name}: unknown preprocessing {rec.preprocessing!r}")
+        SOURCES[rec.name] = rec
+    PRETRAINED_VARIANT.update(variant_of or {})
+    return records
+
+
+def weights_info(model):
+    """The :class:`WeightsRecord` a model was built with (``weights="imagenet"``), else None.
+    Lets code that holds only the model find its preprocessing."""
+    return getattr(model, "_keras_classics_weights", None)
+
+
+def _attach(model, record):
+    object.__setattr__(model, "_keras_classics_weights", record)  # not a tracked attribute
+    return model
 
 
 def check_imagenet(model_name, weights_key):
-    """Raise a ValueError unless ``weights_key`` has ImageNet weights."""
+    """The :class:`WeightsRecord` of ``weights_key``; a ValueError when it has no ImageNet
+    weights, naming the variant that has them where there is one."""
     if weights_key in SOURCES:
         return SOURCES[weights_key]
     variant = PRETRAINED_VARIANT.get(weights_key)
-    hint = (f"; torchvision's are for the '{variant}' topology: "
+    hint = (f"; the public weights are for the '{variant}' topology: "
             f"keras_classics.get_model('{variant}', weights='imagenet')" if variant else "")
     have = ", ".join(sorted(SOURCES))
     raise ValueError(f"{model_name}: no public ImageNet weights for this topology{hint}. "
@@ -201,32 +219,55 @@ def check_imagenet(model_name, weights_key):
 
 
 # ---- loading ------------------------------------------------------------------------------
+def _h5_child(group, path, kind):
+    """``group[path]`` refusing soft and external links on the way, external and virtual
+    datasets (HDF5 features that make a file read other files: Keras refuses them too)."""
+    import h5py
+
+    node = group
+    for part in path.split("/"):
+        if not part or part not in node:
+            raise KeyError(path)
+        link = node.get(part, getlink=True)
+        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+            raise ValueError(f"{kind} '{path}' is an HDF5 {type(link).__name__}; weight files "
+                             "with links are refused")
+        node = node[part]
+    if isinstance(node, h5py.Dataset) and (node.external or node.is_virtual):
+        raise ValueError(f"dataset '{path}' keeps its data in other files (HDF5 "
+                         f"{'external' if node.external else 'virtual'} storage); refused")
+    return node
+
+
 def read_legacy_h5(path):
-    """``{layer_name: [arrays]}`` of a legacy Keras .h5 weights file (Keras' published
-    format), in file order; raises ValueError for files that are not readable."""
+    """``[(layer name, [arrays])]`` of a legacy Keras ``.h5`` weights or model file (the format
+    of Keras' published weights: Keras 2 names, a ``/`` in a name nests groups, datasets named
+    ``<layer>/<weight>:0``), in file order, layers without weights left out. Files that are not
+    readable, or that use links or external storage, raise a ValueError naming the file."""
     import h5py
     import numpy as np
+
+    def text(values):
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
     try:
         with h5py.File(path, "r") as f:
             g = f["model_weights"] if "model_weights" in f else f
-            names = [n.decode() if isinstance(n, bytes) else n for n in g.attrs["layer_names"]]
-            out = {}
-            for name in names:
-                wnames = [w.decode() if isinstance(w, bytes) else w
-                          for w in g[name].attrs["weight_names"]]
+            out = []
+            for name in text(g.attrs["layer_names"]):
+                layer = _h5_child(g, name, "layer")
+                wnames = text(layer.attrs["weight_names"])
                 if wnames:
-                    out[name] = [np.asarray(g[name][w]) for w in wnames]
+                    out.append((name, [np.asarray(_h5_child(layer, w, "weight"))
+                                       for w in wnames]))
             return out
-    except (OSError, KeyError) as err:
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    except (OSError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a readable Keras .h5 weights file ({err})") from err
 
 
-def assign_by_name(model, arrays, ignore=()):
-    """Set every weight of ``model`` from ``arrays`` ({layer name: [arrays]}), all or nothing:
-    every layer with weights must be in ``arrays`` with matching shapes, and every entry of
-    ``arrays`` must be used (except names starting with an ``ignore`` prefix). The first
-    mismatch raises a ValueError naming the layer, before any weight is changed."""
+def _plan_by_name(model, arrays, ignore=()):
     plan = []
     for layer in model.layers:
         if not layer.weights:
@@ -234,19 +275,56 @@ def assign_by_name(model, arrays, ignore=()):
         if layer.name not in arrays:
             raise ValueError(f"{model.name}: the weights file has no layer '{layer.name}' "
                              f"(first missing layer; the file has {len(arrays)} layers)")
-        have = [tuple(w.shape) for w in layer.weights]
-        got = [tuple(a.shape) for a in arrays[layer.name]]
-        if have != got:
-            raise ValueError(f"{model.name}: layer '{layer.name}' does not match the file: "
-                             f"model shapes {have}, file shapes {got}")
-        plan.append((layer, arrays[layer.name]))
-    used = {layer.name for layer, _ in plan}
+        plan.append((layer, layer.name, arrays[layer.name]))
+    used = {layer.name for layer, _, _ in plan}
     left = [n for n in arrays if n not in used and not n.startswith(tuple(ignore))]
     if left:
         raise ValueError(f"{model.name}: the weights file has layers this model does not: "
                          f"{', '.join(left[:5])}{' ...' if len(left) > 5 else ''}")
-    for layer, values in plan:
+    return plan
+
+
+def _plan_by_order(model, entries):
+    layers = [layer for layer in model.layers if layer.weights]
+    if len(layers) != len(entries):
+        raise ValueError(f"{model.name}: the model has {len(layers)} layers with weights, the "
+                         f"file {len(entries)} (loading by layer order, as Keras loads its "
+                         "published files)")
+    return [(layer, name, values) for layer, (name, values) in zip(layers, entries)]
+
+
+def _assign(model, plan):
+    for i, (layer, file_name, values) in enumerate(plan):
+        have = [tuple(w.shape) for w in layer.weights]
+        got = [tuple(np.shape(a)) for a in values]
+        if have != got:
+            where = f"layer '{layer.name}'" if file_name == layer.name else \
+                f"layer #{i} '{layer.name}' (file layer '{file_name}')"
+            raise ValueError(f"{model.name}: {where} does not match the file: model shapes "
+                             f"{have}, file shapes {got}")
+    for layer, _, values in plan:  # every check passed: now change the model
         layer.set_weights(values)
+
+
+def assign_by_name(model, arrays, ignore=()):
+    """Set every weight of ``model`` from ``arrays`` ({layer name: [arrays]}), all or nothing:
+    every layer with weights must be in ``arrays`` with matching shapes, and every entry of
+    ``arrays`` must be used (except names starting with an ``ignore`` prefix). The first
+    mismatch raises a ValueError naming the layer, before any weight is changed."""
+    _assign(model, _plan_by_name(model, arrays, ignore))
+
+
+def assign_legacy(model, entries):
+    """Load ``read_legacy_h5`` entries: by name when the file's layer names are the model's,
+    else by layer order with every shape checked, as Keras loads its published files (their
+    Keras 2 names differ: DenseNet ``conv1/conv``, ``fc1000``; ResNet ``probs``). All or
+    nothing; the first mismatch raises naming both layers."""
+    names = [name for name, _ in entries]
+    mine = [layer.name for layer in model.layers if layer.weights]
+    if sorted(names) == sorted(mine):
+        _assign(model, _plan_by_name(model, dict(entries)))
+    else:
+        _assign(model, _plan_by_order(model, entries))
 
 
 def load_weights(model, path):
@@ -260,7 +338,7 @@ def load_weights(model, path):
             model.set_weights(before)
             raise ValueError(f"{model.name}: could not load {path!r}: {err}") from err
     elif path.endswith(".h5"):
-        assign_by_name(model, read_legacy_h5(path))
+        assign_legacy(model, read_legacy_h5(path))
     elif path.endswith(".keras"):
         try:
             source = keras.saving.load_model(path, compile=False)
@@ -272,28 +350,60 @@ def load_weights(model, path):
                          f"got {path!r}")
 
 
+def converted_path(record, include_top=True):
+    """Where a PyTorch checkpoint converted to our layout is cached: the name carries the source
+    checkpoint's hash, so another checkpoint never answers for it."""
+    folder = cache_dir(os.path.join("models", "keras_classics"))
+    return os.path.join(folder, f"{record.name}-{record.file_hash}"
+                                f"{'' if include_top else '_notop'}.weights.h5")
+
+
 def load_imagenet(model, weights_key, include_top=True, progress=True):
-    """Download (or find in the cache) ``weights_key``'s ImageNet weights and load them.
-    PyTorch checkpoints are converted on first use and cached converted."""
+    """Download (or find in the cache) ``weights_key``'s ImageNet weights and load them, all or
+    nothing; the model remembers its :class:`WeightsRecord` (:func:`weights_info`).
+
+    PyTorch checkpoints are converted on first use and cached converted, with the sha256 of
+    the converted file beside it: a cache file that does not match it (tampered, truncated) is
+    converted again, never loaded."""
     source = check_imagenet(model.name, weights_key)
-    if source.kind == "keras":
+    if source.source == "keras":
         url, file_hash = (source.url, source.file_hash) if include_top else \
             (source.notop_url, source.notop_hash)
-        assign_by_name(model, read_legacy_h5(fetch(url, file_hash, progress=progress)))
-        return model
-    converted = os.path.join(cache_dir(os.path.join("models", "keras_classics")),
-                             f"{weights_key}{'' if include_top else '_notop'}.weights.h5")
-    if os.path.exists(converted):
-        try:
-            model.load_weights(converted)
-            return model
-        except Exception:  # a cache from an older layout: convert again
-            os.remove(converted)
-    from .convert import convert_checkpoint
+        assign_legacy(model, read_legacy_h5(fetch(url, file_hash, progress=progress)))
+        return _attach(model, source)
+    converted = converted_path(source, include_top)
+    with _lock(converted):
+        if _cache_ok(converted):
+            before = model.get_weights()
+            try:
+                model.load_weights(converted)
+                return _attach(model, source)
+            except Exception:  # e.g. written for another input layout: convert again
+                model.set_weights(before)
+        from .convert import convert_checkpoint
 
-    checkpoint = fetch(source.url, source.file_hash, progress=progress)
-    convert_checkpoint(model, checkpoint, source.family, include_top=include_top)
-    tmp = converted + ".part.weights.h5"
-    model.save_weights(tmp)
-    os.replace(tmp, converted)
-    return model
+        checkpoint = fetch(source.url, source.file_hash, progress=progress)
+        convert_checkpoint(model, checkpoint, source.layout, include_top=include_top)
+        tmp = _temp_beside(converted, suffix=".weights.h5")
+        try:
+            model.save_weights(tmp)
+            digest = file_hash_of(tmp)
+            with open(tmp + ".sha256", "w") as f:
+                f.write(digest + "\n")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp + ".sha256", converted + ".sha256")
+            os.replace(tmp, converted)
+        finally:
+            for leftover in (tmp, tmp + ".sha256"):
+                if os.path.exists(leftover):
+                    os.remove(leftover)
+    return _attach(model, source)
+
+
+def _cache_ok(converted):
+    try:
+        with open(converted + ".sha256") as f:
+            expected = f.read().strip()
+        return len(expected) == 64 and file_hash_of(converted) == expected
+    except OSError:
+        return False

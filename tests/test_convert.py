@@ -62,7 +62,7 @@ def test_torchvision_checkpoint_parity(name, make, shape, tmp_path):
     module = randomize(make())
     ckpt = save_pth(module, tmp_path / "ckpt.pth")
     model = kc.get_model(name, input_shape=shape, classifier_activation=None)
-    convert.convert_checkpoint(model, ckpt, kc.weights.SOURCES[name].family)
+    convert.convert_checkpoint(model, ckpt, kc.weights.SOURCES[name].layout)
     compare(model, module, shape)
 
 

@@ -28,7 +28,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         info = kc.model_info(args.model)
-        family = args.family or getattr(weights.SOURCES.get(info.name), "family", None)
+        family = args.family or getattr(weights.SOURCES.get(info.name), "layout", None)
         if family is None:
             parser.error(f"{info.name} has no PyTorch checkpoint layout on record; pass "
                          f"--family ({', '.join(sorted(convert.HEADS))})")

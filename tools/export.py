@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 import keras_classics as kc  # noqa: E402
-from keras_classics import export, fusion, preprocessing  # noqa: E402
+from keras_classics import export, fusion, preprocessing, training  # noqa: E402
 
 
 def main(argv=None):
@@ -31,7 +31,9 @@ def main(argv=None):
     p.add_argument("--labels", help="a file with one class name per line, or 'imagenet'")
     p.add_argument("--image-size", type=int, help="input size when the model takes any size")
     p.add_argument("--preprocessing", choices=("torch", "caffe", "tf"),
-                   help="default: the registry model's, or torch (tools/train.py's)")
+                   help="default: that of the model's pretrained weights (registry name with "
+                        "--weights imagenet), or the one a .keras file was trained with "
+                        "(summary.json beside it), else torch")
     p.add_argument("--format", choices=("saved_model", "tflite"), default="saved_model")
     p.add_argument("--dtype", choices=fusion.DTYPES,
                    help="SavedModel: serve the folded model in this dtype policy (bfloat16 is "
@@ -42,11 +44,11 @@ def main(argv=None):
             if not os.path.isfile(args.model):
                 p.error(f"no such file: {args.model}")
             model = keras.saving.load_model(args.model)
-            pre = args.preprocessing or "torch"
+            pre = args.preprocessing or training.saved_preprocessing(args.model)
         else:
-            info = kc.model_info(args.model)
-            model = info.build(weights=args.weights)
-            pre = args.preprocessing or info.preprocessing
+            model = kc.get_model(args.model, weights=args.weights)
+            record = kc.weights_info(model)
+            pre = args.preprocessing or (record.preprocessing if record else "torch")
             if args.weights is None:
                 print("warning: exporting randomly initialized weights (no --weights)",
                       file=sys.stderr)

@@ -23,6 +23,9 @@ def main(argv=None):
     p.add_argument("model", nargs="?", help="registry name or a .keras classifier")
     p.add_argument("--weights", help="imagenet or a weights file (registry names)")
     p.add_argument("--dataset", default="digits")
+    p.add_argument("--preprocessing", choices=("torch", "caffe", "tf"),
+                   help="default: that of the backbone's weights (--weights imagenet), or the "
+                        "one a .keras backbone was trained with, else torch")
     p.add_argument("--regime", default="auto", choices=transfer.REGIMES)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--head-epochs", type=int)
@@ -61,7 +64,8 @@ def main(argv=None):
             args.model, dataset=args.dataset, weights=args.weights, regime=args.regime,
             epochs=args.epochs, head_epochs=args.head_epochs, lr=args.lr,
             lr_factor=args.lr_factor, batch_size=args.batch_size, image_size=args.image_size,
-            output=args.output, strategy=args.strategy, data=data, verbose=1)
+            output=args.output, strategy=args.strategy, data=data, verbose=1,
+            preprocessing=args.preprocessing)
     except ValueError as err:
         p.error(str(err))
     model = summary.pop("model_object")

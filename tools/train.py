@@ -42,6 +42,10 @@ def main(argv=None):
     p.add_argument("--checkpoint-every", type=int, default=20, help="steps between saves")
     p.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism")
     p.add_argument("--data-dir", help="tensorflow-datasets data directory")
+    p.add_argument("--weights", help="start from weights: imagenet (needs 1000 classes) or a "
+                                      "weights file for this model")
+    p.add_argument("--preprocessing", choices=("torch", "caffe", "tf"),
+                   help="input preprocessing (default: that of --weights imagenet, else torch)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a builder argument, e.g. --set aux_logits=true --set norm='\"group\"' "
                         "(values are JSON; bare words are strings)")
@@ -55,6 +59,8 @@ def main(argv=None):
             model_kwargs[key] = json.loads(value)
         except json.JSONDecodeError:
             model_kwargs[key] = value
+    if args.weights:
+        model_kwargs["weights"] = args.weights
     augment = None if args.augment is None else tuple(a for a in args.augment.split(",") if a)
     try:
         summary = training.train(
@@ -63,7 +69,7 @@ def main(argv=None):
             jit=args.jit, output=args.output, image_size=args.image_size, seed=args.seed,
             lr=args.lr, checkpoint_every=args.checkpoint_every, cpu_replicas=args.cpu_replicas,
             data_dir=args.data_dir, augment=augment, deterministic=args.deterministic,
-            model_kwargs=model_kwargs)
+            model_kwargs=model_kwargs, preprocessing=args.preprocessing)
     except (ValueError, TypeError) as err:
         p.error(str(err))
     except training.TrainingDiverged as err:

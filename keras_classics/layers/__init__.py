@@ -2,12 +2,13 @@
 from .dense import dense_block, dense_layer, transition_block
 from .inception import inception_module
 from .lrn import LocalResponseNormalization
+from .pooling import CeilMaxPooling2D
 from .norm import NORMS, check_norm, conv_norm_act, normalize
 from .residual import basic_block, bottleneck_block
 from .se import SqueezeExcite
 
 __all__ = [
-    "LocalResponseNormalization", "SqueezeExcite", "NORMS", "check_norm", "normalize",
+    "LocalResponseNormalization", "SqueezeExcite", "CeilMaxPooling2D", "NORMS", "check_norm", "normalize",
     "conv_norm_act", "dense_layer", "dense_block", "transition_block", "inception_module",
     "basic_block", "bottleneck_block",
 ]

@@ -8,6 +8,11 @@ import keras
 
 from ..layers import LocalResponseNormalization, conv_norm_act
 from ._common import check_args, finalize, min_input_size, model_input, pool_features
+from ..weights import register_weights, torchvision_weights
+
+# Pretrained weights: torchvision's, for the "one weird trick" topology only.
+register_weights(torchvision_weights("alexnet_owt", "alexnet-owt-7be5be79.pth", "alexnet", 56.522),
+                 variant_of={"alexnet": "alexnet_owt", "zfnet": None})
 
 
 def alexnet_ops():

@@ -8,6 +8,7 @@ import keras
 
 from ..layers import dense_block, normalize, transition_block
 from ._common import check_args, finalize, gap_classifier, model_input, pool_features
+from ..weights import keras_weights, register_weights, torchvision_weights
 
 # depth -> (growth rate k, layers per dense block, initial features): Table 1 and section 4.
 SPECS = {
@@ -17,6 +18,20 @@ SPECS = {
     201: (32, (6, 12, 48, 32), 64),
     264: (32, (6, 12, 64, 48), 64),
 }
+
+# Pretrained weights: Keras' published files for 121/169/201 (ported from the authors' Torch
+# models: "torch" preprocessing), torchvision's checkpoint for 161.
+register_weights(
+    keras_weights("densenet121", "densenet/densenet121_weights_tf_dim_ordering_tf_kernels",
+                  "9d60b8095a5708f2dcce2bca79d332c7", "30ee3e1110167f948a6b9946edeeb738",
+                  "torch", 74.972),
+    keras_weights("densenet169", "densenet/densenet169_weights_tf_dim_ordering_tf_kernels",
+                  "d699b8f76981ab1b30698df4c175e90b", "b8c4d4c20dd625c148057b9ff1c1176b",
+                  "torch", 76.176),
+    keras_weights("densenet201", "densenet/densenet201_weights_tf_dim_ordering_tf_kernels",
+                  "1ceb130c1ea1b78c3bf6114dbdfd8807", "c13680b51ded0fb44dff2d8f86ac8bb1",
+                  "torch", 77.320),
+    torchvision_weights("densenet161", "densenet161-8d451a50.pth", "densenet", 77.138))
 
 
 def _body(x, blocks, growth_rate, compression, norm, epsilon, bottleneck=True, dropout=0.0):

@@ -1,8 +1,9 @@
 """GoogLeNet (Szegedy et al., "Going Deeper with Convolutions", CVPR 2015): Table 1 as a table."""
 import keras
 
-from ..layers import LocalResponseNormalization, conv_norm_act, inception_module
+from ..layers import CeilMaxPooling2D, LocalResponseNormalization, conv_norm_act, inception_module
 from ._common import check_args, finalize, gap_classifier, model_input, pool_features
+from ..weights import register_weights, torchvision_weights
 
 # (name, (#1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj)) or a 3×3/2 max pool name.
 INCEPTIONS = [
@@ -19,6 +20,14 @@ INCEPTIONS = [
     ("inception_5b", (384, 192, 384, 48, 128, 128)),
 ]
 AUX_AFTER = {"inception_4a": "aux1", "inception_4d": "aux2"}
+
+# Pretrained weights: torchvision's checkpoint, for its own topology (``googlenet_bn``). It was
+# ported from TensorFlow: torchvision's ``transform_input`` maps its inputs to [-1, 1], which
+# is Keras' "tf" preprocessing.
+register_weights(
+    torchvision_weights("googlenet_bn", "googlenet-1378be20.pth", "googlenet", 69.778,
+                        preprocessing="tf"),
+    variant_of={"googlenet": "googlenet_bn"})
 
 
 def _aux_head(x, name, classes, classifier_activation, norm, use_bias, epsilon):
@@ -68,8 +77,8 @@ def GoogLeNet(include_top=True, weights=None, input_tensor=None, input_shape=Non
         return conv_norm_act(t, filters, kernel, lname, norm=norm, use_bias=use_bias,
                              epsilon=epsilon, **kw)
 
-    def maxpool(t, lname, size=3):
-        return keras.layers.MaxPooling2D(size, strides=2, padding="same", name=lname)(t)
+    def maxpool(t, lname, size=3):  # Caffe's (and torchvision's) ceil-mode pooling
+        return CeilMaxPooling2D(size, strides=2, name=lname)(t)
 
     x = conv(x, 64, 7, "conv1_7x7_s2", strides=2, padding=3)
     x = maxpool(x, "pool1_3x3_s2")

@@ -11,8 +11,9 @@ A variant is a row of :data:`VARIANTS` (ImageNet, 224×224) or :data:`CIFAR_VARI
 Layer names are keras.applications' (stem ``conv1_conv``, stages ``conv2``..``conv5``, blocks
 ``conv{stage}_block{i}``, ``post_bn``, ``avg_pool``, ``predictions``).
 """
-from ..layers import basic_block, bottleneck_block, normalize
+from ..layers import CeilMaxPooling2D, basic_block, bottleneck_block, normalize
 from ._common import check_args, finalize, gap_classifier, model_input, pool_features
+from ..weights import keras_weights, register_weights, timm_weights, torchvision_weights
 import keras
 
 # depth -> (block, blocks per stage): Table 1 of the ResNet paper.
@@ -76,6 +77,45 @@ VARIANTS = {
                             "SE-ResNeXt-101 (32x4d, r=16) as the SENet paper's Caffe models"),
 }
 
+# Pretrained weights. Keras' published files (keras.applications' md5s): ResNet v1 from the
+# authors' Caffe models ("caffe" preprocessing), ResNetV2 trained by Keras ("tf"; Keras
+# measured their top-1 at 299x299). torchvision's IMAGENET1K_V1 checkpoints for v1.5, Wide
+# ResNet and ResNeXt; timm's "legacy" SENet checkpoints (the SENet authors' Caffe weights,
+# ported by Cadene: RGB, ImageNet mean/std).
+_KR = "resnet/{}_weights_tf_dim_ordering_tf_kernels"
+register_weights(
+    keras_weights("resnet50", _KR.format("resnet50"), "2cb95161c43110f7111970584f804107",
+                  "4d473c1dd8becc155b73f8504c6f6626", "caffe", 74.928),
+    keras_weights("resnet101", _KR.format("resnet101"), "f1aeb4b969a6efcfb50fad2f0c20cfc5",
+                  "88cf7a10940856eca736dc7b7e228a21", "caffe", 76.420),
+    keras_weights("resnet152", _KR.format("resnet152"), "100835be76be38e30d865e96f2aaae62",
+                  "ee4c566cf9a93f14d82f913c2dc6dd0c", "caffe", 76.604),
+    keras_weights("resnet50_v2", _KR.format("resnet50v2"), "3ef43a0b657b3be2300d5770ece849e0",
+                  "fac2f116257151a9d068a22e544a4917", "tf", 75.960, input_size=299),
+    keras_weights("resnet101_v2", _KR.format("resnet101v2"),
+                  "6343647c601c52e1368623803854d971", "c0ed64b8031c3730f411d2eb4eea35b5", "tf",
+                  77.234, input_size=299),
+    keras_weights("resnet152_v2", _KR.format("resnet152v2"),
+                  "a49b44d1979771252814e80f8ec446f9", "ed17cf2e0169df9d443503ef94b23b33", "tf",
+                  78.032, input_size=299),
+    torchvision_weights("resnet18", "resnet18-f37072fd.pth", "resnet", 69.758),
+    torchvision_weights("resnet34", "resnet34-b627a593.pth", "resnet", 73.314),
+    torchvision_weights("resnet50_v1_5", "resnet50-0676ba61.pth", "resnet", 76.130),
+    torchvision_weights("resnet101_v1_5", "resnet101-63fe2227.pth", "resnet", 77.374),
+    torchvision_weights("resnet152_v1_5", "resnet152-394f9c45.pth", "resnet", 78.312),
+    torchvision_weights("wide_resnet50_2", "wide_resnet50_2-95faca4d.pth", "resnet", 78.468),
+    torchvision_weights("wide_resnet101_2", "wide_resnet101_2-32ee1156.pth", "resnet", 78.848),
+    torchvision_weights("resnext50_32x4d", "resnext50_32x4d-7cdf4587.pth", "resnet", 77.618),
+    torchvision_weights("resnext101_32x8d", "resnext101_32x8d-8ba56ff5.pth", "resnet", 79.312),
+    torchvision_weights("resnext101_64x4d", "resnext101_64x4d-173b62eb.pth", "resnet", 83.246),
+    timm_weights("se_resnet50", "v0.1-cadene/se_resnet50-ce0d4300.pth", "senet"),
+    timm_weights("se_resnet101", "v0.1-cadene/se_resnet101-7e38fcc6.pth", "senet"),
+    timm_weights("se_resnet152", "v0.1-cadene/se_resnet152-d17c99b7.pth", "senet"),
+    timm_weights("se_resnext50_32x4d", "v0.1-weights/legacy_se_resnext50_32x4d-f3651bad.pth",
+                 "senet"),
+    timm_weights("se_resnext101_32x4d",
+                 "v0.1-weights/legacy_se_resnext101_32x4d-37725eac.pth", "senet"))
+
 
 def _stages(x, block, blocks, filters, strides, stride_last=False, **block_kwargs):
     """Stages ``conv2``, ``conv3``, ...; ``stride_last`` is Keras' ResNetV2 layout (the stride
@@ -103,7 +143,8 @@ def ResNet(depth=50, include_top=True, weights=None, input_tensor=None, input_sh
     layout ("1x1", biases) and torchvision's v1.5 ("3x3", no biases); see
     :func:`keras_classics.layers.bottleneck_block`. ``stem_pool="pad"`` pads the 3×3/2 stem
     max pool by one pixel (Keras, torchvision); ``"ceil"`` pools without padding, rounding up
-    (Caffe, the SENet models): same output size, windows shifted by one pixel.
+    (Caffe, the SENet models): at even sizes the same map as Keras "same" pooling, at odd
+    sizes one row and column more (:class:`~keras_classics.layers.CeilMaxPooling2D`).
     ``weights_key`` names the registry entry whose ImageNet weights ``weights="imagenet"``
     loads; the named builders (``ResNet50`` ...) set it.
     """
@@ -129,8 +170,9 @@ def ResNet(depth=50, include_top=True, weights=None, input_tensor=None, input_sh
         x = keras.layers.Activation("relu", name="conv1_relu")(x)
     if stem_pool == "pad":
         x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, padding="valid" if stem_pool == "pad" else
-                                  "same", name="pool1_pool")(x)
+        x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    else:  # the SENet Caffe models: no padding, output size rounded up
+        x = CeilMaxPooling2D(3, strides=2, name="pool1_pool")(x)
     kwargs = dict(preact=preact, se_ratio=se_ratio, norm=norm, use_bias=use_bias,
                   epsilon=epsilon)
     if kind == "bottleneck":

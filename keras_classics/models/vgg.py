@@ -9,6 +9,7 @@ import keras
 
 from ..layers import LocalResponseNormalization, conv_norm_act
 from ._common import check_args, finalize, model_input, pool_features
+from ..weights import keras_weights, register_weights, torchvision_weights
 
 # One list per block (each block ends in a 2×2/2 max pool); an int is a conv3 with that many
 # channels, ``(1, n)`` a conv1 (config C), "LRN" the A-LRN normalization.
@@ -22,6 +23,23 @@ CONFIGS = {
     "E": [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4],
 }
 DEPTH_TO_CONFIG = {11: "A", 13: "B", 16: "D", 19: "E"}
+
+# Pretrained weights: Keras' published files for VGG16/19 (Caffe preprocessing: the original
+# VGG Caffe models), torchvision's IMAGENET1K_V1 checkpoints for the rest.
+register_weights(
+    keras_weights("vgg16", "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels",
+                  "64373286793e3c8b2b4e3219cbf3544b", "6d6bbae143d832006294945121d1f1fc",
+                  "caffe", 71.268),
+    keras_weights("vgg19", "vgg19/vgg19_weights_tf_dim_ordering_tf_kernels",
+                  "cbe5617147190e668d6c5d5026f83318", "253f8cb515780f3b799900260a226db6",
+                  "caffe", 71.256),
+    torchvision_weights("vgg11", "vgg11-8a719046.pth", "vgg", 69.02),
+    torchvision_weights("vgg11_bn", "vgg11_bn-6002323d.pth", "vgg", 70.37),
+    torchvision_weights("vgg13", "vgg13-19584684.pth", "vgg", 69.928),
+    torchvision_weights("vgg13_bn", "vgg13_bn-abd245e5.pth", "vgg", 71.586),
+    torchvision_weights("vgg16_bn", "vgg16_bn-6c64b313.pth", "vgg", 73.36),
+    torchvision_weights("vgg19_bn", "vgg19_bn-c79401a0.pth", "vgg", 74.218),
+    variant_of={"vgg16_c": None, "vgg11_lrn": None})
 
 
 def VGG(config="D", include_top=True, weights=None, input_tensor=None, input_shape=None,
