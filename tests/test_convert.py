@@ -1,7 +1,9 @@
-"""Converted PyTorch checkpoints give the same outputs as the PyTorch model they came from.
+"""Converted PyTorch checkpoints give the logits of the real torchvision and timm modules they
+came from, at 224 and at an odd size (where ceil-mode pooling differs from Keras' "same"), and
+our weights records agree with torchvision's and timm's own weights tables.
 
-The reference models (tests/torch_reference.py) restate torchvision's and timm's modules with
-their state-dict names; checkpoints are made here with random weights (no network)."""
+The modules are torchvision's and timm's own code (tests/torch_models.py), with random weights
+(no network here); checkpoints are written with ``torch.save`` of their ``state_dict``."""
 import subprocess
 import sys
 from pathlib import Path
@@ -10,37 +12,22 @@ import numpy as np
 import pytest
 
 import keras_classics as kc
-from keras_classics import convert
+from keras_classics import convert, weights
 
 torch = pytest.importorskip("torch")
-import torch_reference as tr  # noqa: E402
+import torch_models as tm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+TV = tm.torchvision_models()
+ODD = 225
 
 
-def randomize(module, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if not t.dtype.is_floating_point:
-                continue
-            if t.dim() > 1:
-                fan_in = t[0].numel()
-                t.copy_(torch.randn(t.shape, generator=g) * (1.0 / fan_in) ** 0.5)
-            elif name.endswith("running_var") or (name.endswith("weight") and t.dim() == 1):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            else:
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-    return module.eval()
-
-
-def compare(model, module, shape, seed=1):
+def compare(model, module, shape, seed=1, ours_input=None, theirs_input=None):
     x = np.random.default_rng(seed).normal(size=(2, *shape)).astype("float32")
-    ours = np.asarray(model(x, training=False))
-    with torch.no_grad():
-        theirs = module(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
-    if theirs.ndim == 4:
-        theirs = theirs.transpose(0, 2, 3, 1)
+    ours = np.asarray(model(x if ours_input is None else ours_input(x), training=False))
+    theirs = tm.run(module, x if theirs_input is None else theirs_input(x))
+    assert ours.shape == theirs.shape
+    assert np.isfinite(ours).all() and np.isfinite(theirs).all()
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())
 
 
@@ -49,74 +36,121 @@ def save_pth(module, path, rename=lambda k: k):
     return path
 
 
-@pytest.mark.parametrize("name,make,shape", [
-    ("resnet18", lambda: tr.ResNet(tr.Basic, [2, 2, 2, 2]), (64, 64, 3)),
-    ("resnet50_v1_5", lambda: tr.ResNet(tr.Bottleneck, [3, 4, 6, 3]), (64, 64, 3)),
-    ("resnext50_32x4d", lambda: tr.ResNet(tr.Bottleneck, [3, 4, 6, 3], groups=32,
-                                          width_per_group=4), (64, 64, 3)),
-    ("alexnet_owt", tr.alexnet_owt, (224, 224, 3)),
-    ("googlenet_bn", tr.GoogLeNet, (224, 224, 3)),
-    ("densenet161", lambda: tr.densenet(48, (6, 12, 36, 24), 96), (64, 64, 3)),
-])
-def test_torchvision_checkpoint_parity(name, make, shape, tmp_path):
-    module = randomize(make())
+# registry name -> the real module; all of these end in global pooling, so one Keras model
+# (input (None, None, 3)) is checked at 224 and at an odd size
+GAP_MODELS = {
+    "resnet18": lambda: TV.resnet18(),
+    "resnet50_v1_5": lambda: TV.resnet50(),
+    "resnext50_32x4d": lambda: TV.resnext50_32x4d(),
+    "densenet161": lambda: TV.densenet161(),
+    "googlenet_bn": lambda: TV.googlenet(weights=None, aux_logits=False, init_weights=False),
+    "se_resnet50": lambda: tm.timm().create_model("legacy_seresnet50"),
+    "se_resnext50_32x4d": lambda: tm.timm().create_model("legacy_seresnext50_32x4d"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GAP_MODELS))
+def test_checkpoint_of_the_real_module_gives_its_logits(name, tmp_path):
+    module = tm.randomize(GAP_MODELS[name]())
     ckpt = save_pth(module, tmp_path / "ckpt.pth")
-    model = kc.get_model(name, input_shape=shape, classifier_activation=None)
-    convert.convert_checkpoint(model, ckpt, kc.weights.SOURCES[name].layout)
-    compare(model, module, shape)
+    model = kc.get_model(name, input_shape=(None, None, 3), classifier_activation=None)
+    convert.convert_checkpoint(model, ckpt, weights.SOURCES[name].layout)
+    for size in (224, ODD):
+        compare(model, module, (size, size, 3))
 
 
-def test_timm_legacy_senet_parity_from_safetensors(tmp_path):
-    from safetensors.numpy import save_file
-
-    module = randomize(tr.ResNet(tr.Bottleneck, [3, 4, 6, 3], se=True, stride_in="1x1",
-                                 ceil_pool=True))
-    legacy = {"conv1.": "layer0.conv1.", "bn1.": "layer0.bn1.", "fc.": "last_linear."}
-
-    def rename(k):
-        for a, b in legacy.items():
-            if k.startswith(a):
-                return b + k[len(a):]
-        return k.replace(".se.", ".se_module.")
-
-    state = {rename(k): v.numpy() for k, v in module.state_dict().items()}
-    assert "layer1.0.se_module.fc1.weight" in state and "layer0.conv1.weight" in state
-    save_file(state, str(tmp_path / "se.safetensors"))
-    model = kc.get_model("se_resnet50", input_shape=(64, 64, 3), classifier_activation=None)
-    convert.convert_checkpoint(model, tmp_path / "se.safetensors", "senet")
-    compare(model, module, (64, 64, 3))
+@pytest.mark.parametrize("name,make", [("alexnet_owt", lambda: TV.alexnet()),
+                                       ("vgg11_bn", lambda: TV.vgg11_bn())])
+def test_flattening_models_at_224_and_their_features_at_an_odd_size(name, make, tmp_path):
+    module = tm.randomize(make())
+    ckpt = save_pth(module, tmp_path / "ckpt.pth")
+    layout = weights.SOURCES[name].layout
+    model = kc.get_model(name, classifier_activation=None)
+    convert.convert_checkpoint(model, ckpt, layout)
+    compare(model, module, (224, 224, 3))
+    features = kc.get_model(name, include_top=False, input_shape=(ODD, ODD, 3))
+    convert.convert_checkpoint(features, ckpt, layout, include_top=False)
+    compare(features, module.features, (ODD, ODD, 3))
 
 
-def test_vgg_bn_features_and_densenet_legacy_keys(tmp_path):
-    cfg = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
-    module = randomize(tr.vgg_features(cfg, bn=True))
-    model = kc.get_model("vgg11_bn", include_top=False, input_shape=(64, 64, 3))
-    convert.convert_state_dict(model, {k: v.numpy() for k, v in module.state_dict().items()},
-                               "vgg", include_top=False)
-    compare(model, module, (64, 64, 3))
-    # torchvision's DenseNet files say "norm.1" for "norm1": accepted
-    dense = randomize(tr.densenet(32, (6, 12, 24, 16), 64))
-    state = {k.replace("norm1", "norm.1").replace("conv2", "conv.2"): v.numpy()
-             for k, v in dense.state_dict().items()}
-    assert any(".norm.1." in k for k in state)
+def test_googlenet_weights_want_tf_preprocessing():
+    """torchvision's pretrained GoogLeNet runs with ``transform_input=True``: fed ImageNet
+    mean/std inputs, it maps them to [-1, 1] itself. Our record says "tf": the Keras model fed
+    ``preprocess_input(raw, "googlenet_bn")`` gives the module's logits on mean/std inputs."""
+    assert kc.model_info("googlenet_bn").preprocessing == "tf"
+    module = tm.randomize(TV.googlenet(weights=None, aux_logits=False, transform_input=True,
+                                       init_weights=False))
+    state = {k: v.numpy() for k, v in module.state_dict().items()}
+    model = kc.get_model("googlenet_bn", classifier_activation=None)
+    convert.convert_state_dict(model, state, "googlenet")
+    mean = np.array([0.485, 0.456, 0.406], "float32")
+    std = np.array([0.229, 0.224, 0.225], "float32")
+    compare(model, module, (224, 224, 3),
+            ours_input=lambda x: kc.preprocess_input(raw(x), "googlenet_bn"),
+            theirs_input=lambda x: (raw(x) / 255.0 - mean) / std)
+
+
+def raw(x):
+    """Test inputs as RGB pixels in [0, 255]."""
+    return (255.0 / (1 + np.exp(-x))).astype("float32")
+
+
+TORCHVISION_NAMES = {"alexnet_owt": "alexnet", "googlenet_bn": "googlenet",
+                     "resnet50_v1_5": "resnet50", "resnet101_v1_5": "resnet101",
+                     "resnet152_v1_5": "resnet152"}
+
+
+def test_torchvision_records_match_torchvision_weights_tables():
+    records = [r for r in weights.SOURCES.values() if r.source == "torchvision"]
+    assert len(records) == 19
+    for rec in records:
+        tv = TV.get_model_weights(TORCHVISION_NAMES.get(rec.name, rec.name)).IMAGENET1K_V1
+        assert rec.url == tv.url, rec.name
+        assert rec.top1 == tv.meta["_metrics"]["ImageNet-1K"]["acc@1"], rec.name
+        transforms = tv.transforms()
+        assert list(transforms.crop_size) == [rec.input_size], rec.name
+        assert rec.file_hash in tv.url  # the sha256 prefix torchvision checks
+        if rec.name != "googlenet_bn":  # see test_googlenet_weights_want_tf_preprocessing
+            assert rec.preprocessing == "torch"
+            assert tuple(transforms.mean) == (0.485, 0.456, 0.406)
+
+
+def test_timm_records_match_timm_pretrained_cfgs():
+    timm = tm.timm()
+    for rec in (r for r in weights.SOURCES.values() if r.source == "timm"):
+        cfg = timm.models.get_pretrained_cfg(
+            "legacy_" + rec.name.replace("se_res", "seres") + ".in1k")
+        assert cfg.url == rec.url, rec.name
+        assert tuple(cfg.mean) == (0.485, 0.456, 0.406) and rec.preprocessing == "torch"
+        assert cfg.input_size[-1] == rec.input_size
+
+
+def test_densenet_legacy_keys_as_torchvision_renames_them(tmp_path):
+    """Old torchvision DenseNet files spell ``norm.1``, ``relu.1``, ``conv.1``, ``norm.2``,
+    ``conv.2``; torchvision's own pattern renames them, and so do we."""
+    dense = tm.randomize(TV.densenet121())
+    legacy = {}
+    for k, v in dense.state_dict().items():
+        for part in ("norm1", "conv1", "norm2", "conv2"):
+            k = k.replace(f".{part}.", f".{part[:-1]}.{part[-1]}.")
+        legacy[k] = v.numpy()
+    assert any(".norm.1." in k for k in legacy) and any(".conv.2." in k for k in legacy)
     model = kc.get_model("densenet121", input_shape=(64, 64, 3), classifier_activation=None)
-    convert.convert_state_dict(model, state, "densenet")
+    convert.convert_state_dict(model, legacy, "densenet")
     compare(model, dense, (64, 64, 3))
 
 
 def test_no_top_drops_the_classifier(tmp_path):
-    module = randomize(tr.alexnet_owt())
-    model = kc.get_model("alexnet_owt", include_top=False)
-    convert.convert_checkpoint(model, save_pth(module, tmp_path / "a.pth"), "alexnet",
+    module = tm.randomize(TV.resnet18())
+    model = kc.get_model("resnet18", include_top=False, input_shape=(64, 64, 3))
+    convert.convert_checkpoint(model, save_pth(module, tmp_path / "r.pth"), "resnet",
                                include_top=False)
-    x = np.random.default_rng(0).normal(size=(1, 224, 224, 3)).astype("float32")
-    with torch.no_grad():
-        feats = module.features(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
-    np.testing.assert_allclose(model(x), feats.transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+    body = torch.nn.Sequential(*list(module.children())[:-2])
+    compare(model, body, (64, 64, 3))
 
 
 def test_leftover_and_missing_tensors_raise_and_change_nothing():
-    module = randomize(tr.ResNet(tr.Basic, [2, 2, 2, 2]))
+    module = tm.randomize(TV.resnet18())
     state = {k: v.numpy() for k, v in module.state_dict().items()}
     model = kc.ResNet18(input_shape=(32, 32, 3))
     before = [w.copy() for w in model.get_weights()]
@@ -132,15 +166,53 @@ def test_leftover_and_missing_tensors_raise_and_change_nothing():
         np.testing.assert_array_equal(a, b)
 
 
+def test_training_script_checkpoint_loads_from_its_model_entry(tmp_path):
+    module = tm.randomize(TV.resnet18())
+    path = tmp_path / "epoch3.pth"
+    torch.save({"model": module.state_dict(), "epoch": 3, "best_acc": 0.7}, path)
+    model = kc.get_model("resnet18", input_shape=(64, 64, 3), classifier_activation=None)
+    convert.convert_checkpoint(model, path, "resnet")
+    compare(model, module, (64, 64, 3))
+
+
+def test_bad_checkpoint_files_are_value_errors_naming_the_file(tmp_path):
+    from safetensors.numpy import save_file
+
+    state = {k: v.numpy() for k, v in tm.randomize(TV.resnet18()).state_dict().items()}
+    odd = tmp_path / "odd.pth"
+    torch.save({"conv1.weight": torch.zeros(3), "note": "not a tensor"}, odd)
+    with pytest.raises(ValueError, match=r"odd\.pth: entry 'note' is a str, not a tensor"):
+        convert.read_checkpoint(odd)
+    st = tmp_path / "r.safetensors"
+    save_file(state, str(st))
+    st.write_bytes(st.read_bytes()[:5000])
+    with pytest.raises(ValueError, match=r"r\.safetensors: not a readable \.safetensors file"):
+        convert.read_checkpoint(st)
+    npz = tmp_path / "r.npz"
+    np.savez(npz, **state)
+    npz.write_bytes(npz.read_bytes()[:20000])
+    with pytest.raises(ValueError, match=r"r\.npz: not a readable \.npz file"):
+        convert.read_checkpoint(npz)
+    pickled = tmp_path / "p.npz"
+    np.savez(pickled, w=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match=r"p\.npz"):
+        convert.read_checkpoint(pickled)
+    pth = tmp_path / "t.pth"
+    torch.save(dict(TV.resnet18().state_dict()), pth)
+    pth.write_bytes(pth.read_bytes()[:10000])
+    with pytest.raises(ValueError, match=r"t\.pth: not a readable PyTorch checkpoint"):
+        convert.read_checkpoint(pth)
+
+
 def test_pth_without_torch_says_what_to_install(tmp_path, monkeypatch):
-    path = save_pth(randomize(tr.ResNet(tr.Basic, [2, 2, 2, 2])), tmp_path / "r.pth")
+    path = save_pth(TV.resnet18(), tmp_path / "r.pth")
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(ValueError, match=r"needs PyTorch \(pip install 'keras_classics\[torch\]'"):
         convert.read_checkpoint(path)
 
 
 def test_convert_weights_cli(tmp_path):
-    module = randomize(tr.ResNet(tr.Basic, [2, 2, 2, 2]))
+    module = tm.randomize(TV.resnet18())
     ckpt = save_pth(module, tmp_path / "resnet18-f37072fd.pth")
     out = tmp_path / "r18.weights.h5"
     cmd = [sys.executable, str(ROOT / "tools" / "convert_weights.py"), "resnet18", str(ckpt)]

@@ -2,6 +2,11 @@
 converted on first use, all through loopback HTTP (no network here), and bad files refused."""
 import dataclasses
 import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import h5py
 import keras
@@ -11,12 +16,15 @@ from keras.src.legacy.saving import legacy_h5_format
 
 import keras_classics as kc
 from keras_classics import weights
+import keras2_fixtures
 from conftest import KERAS_APPS as KERAS, random_images
 
+HERE = Path(__file__).resolve().parent
 
 
 def save_legacy_h5(model, path):
-    """The format of Keras' published weight files (``*_tf_dim_ordering_tf_kernels.h5``)."""
+    """A legacy .h5 written by Keras 3 (for our own models' files; Keras' published files are
+    made by keras2_fixtures.py)."""
     with h5py.File(path, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
     return path
@@ -26,84 +34,275 @@ def md5(path):
     return hashlib.md5(open(path, "rb").read()).hexdigest()
 
 
+@pytest.fixture(scope="session")
+def published(tmp_path_factory):
+    """Every Keras-sourced file, with and without top, in the published layout: written by
+    keras_applications' code on Keras 2 (tests/keras2_fixtures.py), in a process of its own."""
+    out = tmp_path_factory.mktemp("keras2_published")
+    specs = [f"{n}{'' if top else ':notop'}" for n in sorted(KERAS) for top in (True, False)]
+    subprocess.run([sys.executable, str(HERE / "keras2_fixtures.py"), str(out), *specs],
+                   check=True, timeout=1800, capture_output=True)
+    return lambda name, include_top: out / keras2_fixtures.file_name(name, include_top)
+
+
 def test_every_keras_sourced_model_has_a_pinned_keras_file():
-    assert {n for n, s in weights.SOURCES.items() if s.kind == "keras"} == set(KERAS)
+    assert {n for n, s in weights.SOURCES.items() if s.source == "keras"} == set(KERAS)
     for name in KERAS:
         src = weights.SOURCES[name]
-        assert src.url.endswith("_tf_dim_ordering_tf_kernels.h5") and len(src.file_hash) == 32
-        assert src.notop_url.endswith("_notop.h5") and len(src.notop_hash) == 32
+        assert src.url.endswith(keras2_fixtures.file_name(name, True))
+        assert src.notop_url.endswith(keras2_fixtures.file_name(name, False))
+        assert len(src.file_hash) == 32 and len(src.notop_hash) == 32
         assert kc.model_info(name).preprocessing == src.preprocessing
 
 
+def test_records_carry_the_weights_own_figures():
+    """Keras' files score what keras-applications publishes, not torchvision's figures."""
+    published_top1 = {"vgg16": 71.268, "vgg19": 71.256, "densenet121": 74.972,
+                      "densenet169": 76.176, "densenet201": 77.320, "resnet50": 74.928}
+    for name, top1 in published_top1.items():
+        assert kc.model_info(name).top1 == top1
+        assert "keras-applications" in kc.model_info(name).weights.top1_source
+    assert {n: weights.SOURCES[n].preprocessing for n in ("vgg16", "resnet50", "resnet50_v2",
+                                                           "densenet121", "googlenet_bn")} == \
+        {"vgg16": "caffe", "resnet50": "caffe", "resnet50_v2": "tf", "densenet121": "torch",
+         "googlenet_bn": "tf"}
+    assert kc.model_info("zfnet").weights is None and kc.model_info("zfnet").top1 is None
+
+
+def test_a_pretrained_variant_is_registered_once():
+    with pytest.raises(ValueError, match="registered twice"):
+        weights.register_weights(weights.SOURCES["vgg16"])
+
+
+@pytest.mark.parametrize("include_top", [True, False], ids=["top", "notop"])
 @pytest.mark.parametrize("name", sorted(KERAS))
-def test_keras_legacy_h5_loads_unchanged(name, tmp_path):
-    shape = (64, 64, 3)
-    theirs = KERAS[name](weights=None, include_top=False, input_shape=shape)
-    path = save_legacy_h5(theirs, tmp_path / f"{name}_notop.h5")
-    ours = kc.get_model(name, weights=str(path), include_top=False, input_shape=shape)
-    x = random_images(shape)
-    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+def test_published_keras_file_loads_and_gives_keras_outputs(name, include_top, published):
+    path = published(name, include_top)
+    with h5py.File(path, "r") as f:  # the Keras 2 layout, old names and all
+        assert f.attrs["keras_version"].startswith("2.")
+        names = [n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]]
+    if name.startswith("densenet"):
+        assert "conv1/conv" in names and ("fc1000" in names) == include_top
+    if name.startswith("resnet"):
+        assert ("probs" in names) == include_top
+    shape = (224, 224, 3) if include_top and name.startswith("vgg") else (64, 64, 3)
+    kwargs = {"classifier_activation": None} if include_top else {}
+    theirs = KERAS[name](weights=None, include_top=include_top, input_shape=shape, **kwargs)
+    theirs.load_weights(path)  # Keras' own loader accepts the fixture
+    ours = kc.get_model(name, weights=str(path), include_top=include_top, input_shape=shape,
+                        **kwargs)
+    x = random_images(shape, batch=1)
+    got, want = np.asarray(ours(x)), np.asarray(theirs(x))
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-def serve_keras_source(monkeypatch, http_root, name, model, include_top):
+def serve_keras_source(monkeypatch, http_root, name, path, include_top):
     base, root = http_root
-    fname = f"{name}{'' if include_top else '_notop'}.h5"
-    path = save_legacy_h5(model, root / fname)
+    served = root / path.name
+    shutil.copyfile(path, served)
     src = weights.SOURCES[name]
-    field = {"url": f"{base}/{fname}", "file_hash": md5(path)} if include_top else \
-        {"notop_url": f"{base}/{fname}", "notop_hash": md5(path)}
+    field = {"url": f"{base}/{path.name}", "file_hash": md5(served)} if include_top else \
+        {"notop_url": f"{base}/{path.name}", "notop_hash": md5(served)}
     monkeypatch.setitem(weights.SOURCES, name, dataclasses.replace(src, **field))
 
 
-def test_imagenet_downloads_keras_file_with_top(monkeypatch, http_root, keras_home):
-    theirs = keras.applications.ResNet50(weights=None)
-    serve_keras_source(monkeypatch, http_root, "resnet50", theirs, include_top=True)
-    ours = kc.ResNet50(weights="imagenet")
+def test_imagenet_downloads_the_published_file_with_top(monkeypatch, http_root, keras_home,
+                                                        published):
+    path = published("resnet50", True)
+    serve_keras_source(monkeypatch, http_root, "resnet50", path, include_top=True)
+    ours = kc.ResNet50(weights="imagenet", classifier_activation=None)
+    theirs = keras.applications.ResNet50(weights=None, classifier_activation=None)
+    theirs.load_weights(path)
     x = random_images((224, 224, 3), batch=1)
-    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-6)
-    assert (keras_home / "resnet50.h5").exists()
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-4)
+    assert (keras_home / path.name).exists()
+    assert kc.weights_info(ours).name == "resnet50"
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(kc.preprocess_input(images, ours),
+                               keras.applications.resnet50.preprocess_input(images.copy()))
 
 
-def test_imagenet_no_top_uses_the_notop_file(monkeypatch, http_root, keras_home):
+def test_imagenet_no_top_uses_the_notop_file(monkeypatch, http_root, keras_home, published):
+    path = published("densenet121", False)
+    serve_keras_source(monkeypatch, http_root, "densenet121", path, include_top=False)
+    ours = kc.DenseNet121(weights="imagenet", include_top=False, input_shape=(64, 64, 3))
     theirs = keras.applications.DenseNet121(weights=None, include_top=False,
                                             input_shape=(64, 64, 3))
-    serve_keras_source(monkeypatch, http_root, "densenet121", theirs, include_top=False)
-    ours = kc.DenseNet121(weights="imagenet", include_top=False, input_shape=(64, 64, 3))
+    theirs.load_weights(path)
     x = random_images((64, 64, 3))
     np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
 
 
-def test_imagenet_hash_mismatch_raises_and_keeps_nothing(monkeypatch, http_root, keras_home):
-    theirs = keras.applications.ResNet50(weights=None, include_top=False)
-    serve_keras_source(monkeypatch, http_root, "resnet50", theirs, include_top=False)
+def cache_files(folder):
+    """What a cache folder holds, lock files aside."""
+    return sorted(p.name for p in folder.rglob("*") if p.is_file() and
+                  not p.name.endswith(".lock"))
+
+
+def test_imagenet_hash_mismatch_raises_and_keeps_nothing(monkeypatch, http_root, keras_home,
+                                                         published):
+    serve_keras_source(monkeypatch, http_root, "resnet50", published("resnet50", False),
+                       include_top=False)
     src = weights.SOURCES["resnet50"]
     monkeypatch.setitem(weights.SOURCES, "resnet50",
                         dataclasses.replace(src, notop_hash="0" * 32))
     with pytest.raises(ValueError, match="hash mismatch"):
         kc.ResNet50(weights="imagenet", include_top=False)
-    assert list(keras_home.iterdir()) == []
+    assert cache_files(keras_home) == []
 
 
-def test_imagenet_torchvision_checkpoint_converted_once_then_cached(monkeypatch, http_root,
-                                                                   keras_home):
+def serve_torchvision_resnet18(monkeypatch, http_root):
+    """A real torchvision ResNet-18 checkpoint (random weights) served as resnet18's."""
     torch = pytest.importorskip("torch")
-    import torch_reference as tr
-    from test_convert import compare, randomize
+    import torch_models as tm
 
     base, root = http_root
-    module = randomize(tr.ResNet(tr.Basic, [2, 2, 2, 2]))
+    module = tm.randomize(tm.torchvision_models().resnet18())
     torch.save(module.state_dict(), root / "resnet18-test.pth")
     sha = hashlib.sha256((root / "resnet18-test.pth").read_bytes()).hexdigest()
-    monkeypatch.setitem(weights.SOURCES, "resnet18", dataclasses.replace(
-        weights.SOURCES["resnet18"], url=f"{base}/resnet18-test.pth", file_hash=sha[:8]))
-    model = kc.get_model("resnet18", weights="imagenet", classifier_activation=None)
-    compare(model, module, (224, 224, 3))
-    converted = keras_home / "keras_classics" / "resnet18.weights.h5"
-    assert converted.exists()
-    (root / "resnet18-test.pth").unlink()  # the server no longer has it: the cache answers
-    (keras_home / "resnet18-test.pth").unlink()
-    again = kc.get_model("resnet18", weights="imagenet", classifier_activation=None)
-    compare(again, module, (224, 224, 3))
+    record = dataclasses.replace(weights.SOURCES["resnet18"], url=f"{base}/resnet18-test.pth",
+                                 file_hash=sha[:8])
+    monkeypatch.setitem(weights.SOURCES, "resnet18", record)
+    return module, record
+
+
+def test_torchvision_checkpoint_converted_once_then_cached_and_checked(monkeypatch, http_root,
+                                                                       keras_home):
+    from test_convert import compare
+
+    module, record = serve_torchvision_resnet18(monkeypatch, http_root)
+    model = kc.get_model("resnet18", weights="imagenet", classifier_activation=None,
+                         input_shape=(64, 64, 3))
+    compare(model, module, (64, 64, 3))
+    converted = keras_home / "keras_classics" / f"resnet18-{record.file_hash}.weights.h5"
+    assert converted.exists() and (converted.parent / (converted.name + ".sha256")).exists()
+    root = http_root[1]
+    (root / "resnet18-test.pth").rename(root / "away.pth")  # the cache answers alone
+    again = kc.get_model("resnet18", weights="imagenet", classifier_activation=None,
+                         input_shape=(64, 64, 3))
+    compare(again, module, (64, 64, 3))
+    with h5py.File(converted, "r+") as f:  # tamper with one value of the converted cache
+        kernels = []
+        f.visititems(lambda n, o: kernels.append(n) if n.endswith("vars/0") else None)
+        f[kernels[0]][(0,) * f[kernels[0]].ndim] = 1e30
+    fixed = kc.get_model("resnet18", weights="imagenet", classifier_activation=None,
+                         input_shape=(64, 64, 3))
+    compare(fixed, module, (64, 64, 3))  # converted again from the cached checkpoint
+    with h5py.File(converted, "r+") as f:
+        f[kernels[0]][(0,) * f[kernels[0]].ndim] = 1e30
+    (keras_home / "resnet18-test.pth").unlink()  # no checkpoint, no server: refused
+    with pytest.raises(ValueError, match="could not download"):
+        kc.get_model("resnet18", weights="imagenet")
+
+
+CONCURRENT = """
+import dataclasses, json, sys
+import numpy as np
+import keras_classics as kc
+from keras_classics import weights
+weights.SOURCES["resnet18"] = dataclasses.replace(weights.SOURCES["resnet18"], url=sys.argv[1],
+                                                  file_hash=sys.argv[2])
+model = kc.get_model("resnet18", weights="imagenet", input_shape=(32, 32, 3))
+print(json.dumps(float(sum(np.abs(w).sum() for w in model.get_weights()))))
+"""
+
+
+def test_two_processes_fetch_and_convert_one_file_at_once(monkeypatch, tmp_path, keras_home):
+    """Every worker of a multi-worker job asks for the same weights at once, from a slow
+    server: both processes end with the right weights and the cache holds one good copy."""
+    torch = pytest.importorskip("torch")
+    import http.server
+    import threading
+    import time
+
+    import torch_models as tm
+
+    module = tm.randomize(tm.torchvision_models().resnet18())
+    buf = tmp_path / "r18.pth"
+    torch.save(module.state_dict(), buf)
+    payload = buf.read_bytes()
+    sha = hashlib.sha256(payload).hexdigest()
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            for i in range(0, len(payload), len(payload) // 20 + 1):
+                self.wfile.write(payload[i:i + len(payload) // 20 + 1])
+                time.sleep(0.1)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/resnet18-test.pth"
+    try:
+        procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, url, sha[:8]],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        outs = [p.communicate(timeout=600) for p in procs]
+    finally:
+        server.shutdown()
+        server.server_close()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+    sums = [float(out.strip().splitlines()[-1]) for out, _ in outs]
+    reference = kc.get_model("resnet18", input_shape=(32, 32, 3))
+    from keras_classics import convert
+
+    convert.convert_state_dict(reference, {k: v.numpy() for k, v in
+                                           module.state_dict().items()}, "resnet")
+    want = float(sum(np.abs(w).sum() for w in reference.get_weights()))
+    assert sums[0] == sums[1] and abs(sums[0] - want) <= 1e-6 * want
+    assert hashlib.sha256((keras_home / "resnet18-test.pth").read_bytes()).hexdigest() == sha
+    assert cache_files(keras_home) == sorted(
+        ["resnet18-test.pth", f"resnet18-{sha[:8]}.weights.h5",
+         f"resnet18-{sha[:8]}.weights.h5.sha256"])
+
+
+def test_unwritable_cache_falls_back_to_tmp_then_says_permissions(tmp_path, monkeypatch):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the cache should be")
+    monkeypatch.setenv("KERAS_HOME", str(blocker / "keras"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    with pytest.warns(UserWarning, match="not writable; using .*tmp/.keras/models"):
+        assert weights.cache_dir() == str(tmp_path / "tmp" / ".keras" / "models")
+    monkeypatch.setattr(tempfile, "tempdir", str(blocker / "tmp"))
+    with pytest.raises(PermissionError, match="no writable cache directory .* Set KERAS_HOME"):
+        weights.cache_dir()
+
+
+@pytest.mark.parametrize("trick", ["soft link", "external link", "external storage"])
+def test_h5_files_that_reach_other_files_are_refused(tmp_path, trick):
+    model = kc.ResNet18(include_top=False, input_shape=(32, 32, 3))
+    path = save_legacy_h5(model, tmp_path / "r18.h5")
+    secret = tmp_path / "secret.bin"
+    with h5py.File(path, "r+") as f:
+        group = f["conv1_conv"]
+        wname = group.attrs["weight_names"][0]
+        wname = wname.decode() if isinstance(wname, bytes) else wname
+        data = np.asarray(group[wname])
+        del group[wname]
+        if trick == "soft link":
+            f["elsewhere"] = data
+            group[wname] = h5py.SoftLink("/elsewhere")
+        elif trick == "external link":
+            with h5py.File(tmp_path / "other.h5", "w") as other:
+                other["w"] = data
+            group[wname] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/w")
+        else:
+            secret.write_bytes(data.astype("float32").tobytes())
+            group.create_dataset(wname, shape=data.shape, dtype="float32",
+                                 external=[(str(secret), 0, data.nbytes)])
+    target = kc.ResNet18(include_top=False, input_shape=(32, 32, 3))
+    before = [w.copy() for w in target.get_weights()]
+    with pytest.raises(ValueError, match=r"r18\.h5: .*(SoftLink|ExternalLink|external)"):
+        weights.load_weights(target, path)
+    for a, b in zip(before, target.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_imagenet_checks_before_building():
@@ -126,12 +325,13 @@ def test_get_model_builds_the_pretrained_variant(monkeypatch):
     assert model.name == "alexnet_owt" and calls == [("alexnet_owt", True)]
 
 
-def test_other_architecture_names_the_first_mismatch_and_leaves_model_untouched(tmp_path):
+def test_other_architecture_names_the_first_mismatch_and_leaves_model_untouched(tmp_path,
+                                                                               published):
     path = save_legacy_h5(kc.ResNet18(include_top=False, input_shape=(32, 32, 3)),
                           tmp_path / "r18.h5")
     model = kc.ResNet34(include_top=False, input_shape=(32, 32, 3))
     before = [w.copy() for w in model.get_weights()]
-    with pytest.raises(ValueError, match="no layer 'conv2_block3_1_conv'"):
+    with pytest.raises(ValueError, match="the model has 72 layers with weights, the file 40"):
         weights.load_weights(model, path)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -139,6 +339,16 @@ def test_other_architecture_names_the_first_mismatch_and_leaves_model_untouched(
                                        classes=10), tmp_path / "r18_again.h5")
     with pytest.raises(ValueError, match="layer 'conv1_conv' does not match the file"):
         kc.ResNet18(include_top=False, input_shape=(32, 32, 1), weights=str(wide))
+    # Keras' published layout: loaded by order, errors name both layers
+    with pytest.raises(ValueError, match=r"layer #0 'conv1_conv' \(file layer 'conv1/conv'\)"):
+        kc.DenseNet121(include_top=False, input_shape=(64, 64, 1),
+                       weights=str(published("densenet121", False)))
+    model = kc.ResNet50(include_top=False, input_shape=(64, 64, 3))
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match="the model has 106 layers with weights, the file 208"):
+        weights.load_weights(model, published("resnet101", False))
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_truncated_file_is_a_clear_error(tmp_path):
