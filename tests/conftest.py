@@ -62,3 +62,40 @@ def keras_home(tmp_path, monkeypatch):
     """An empty Keras cache (``$KERAS_HOME``) for the test; yields its ``models`` folder."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     return tmp_path / "keras_home" / "models"
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory):
+    """Every Keras-sourced file, with and without top, in the published layout: written by
+    keras_applications' code on Keras 2 (tests/keras2_fixtures.py), in a process of its own.
+    Yields ``path(name, include_top)``."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import keras2_fixtures
+
+    out = tmp_path_factory.mktemp("keras2_published")
+    specs = [f"{n}{'' if top else ':notop'}" for n in sorted(KERAS_APPS) for top in (True, False)]
+    script = Path(__file__).resolve().parent / "keras2_fixtures.py"
+    subprocess.run([sys.executable, str(script), str(out), *specs], check=True, timeout=1800,
+                   capture_output=True)
+    return lambda name, include_top: out / keras2_fixtures.file_name(name, include_top)
+
+
+def serve_keras_source(monkeypatch, http_root, name, path, include_top):
+    """Serve a published-layout file on the loopback server as ``name``'s ImageNet weights."""
+    import dataclasses
+    import hashlib
+    import shutil
+
+    from keras_classics import weights
+
+    base, root = http_root
+    served = root / path.name
+    shutil.copyfile(path, served)
+    digest = hashlib.md5(served.read_bytes()).hexdigest()
+    src = weights.SOURCES[name]
+    field = {"url": f"{base}/{path.name}", "file_hash": digest} if include_top else \
+        {"notop_url": f"{base}/{path.name}", "notop_hash": digest}
+    monkeypatch.setitem(weights.SOURCES, name, dataclasses.replace(src, **field))

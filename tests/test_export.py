@@ -271,3 +271,26 @@ def test_fold_inside_a_nested_backbone():
                                atol=1e-5)
     only = fuse_batchnorm(model, convert_kept=False).fusion_report
     assert only["kept"] == inner["converted"] and len(only["kept_layers"]) == only["kept"]
+
+
+def test_export_serves_the_preprocessing_the_model_was_trained_with(tmp_path):
+    """A model trained on caffe-preprocessed inputs (as for Keras' ResNet50 weights) is
+    exported with caffe preprocessing inside its signatures, read from the run's summary."""
+    from keras_classics import training
+
+    out = tmp_path / "run"
+    summary = training.train("wrn_10_1", epochs=1, batch_size=32, image_size=16,
+                             output=str(out), verbose=0, preprocessing="caffe")
+    assert json.loads((out / "summary.json").read_text())["preprocessing"] == "caffe"
+    model = summary["model_object"]
+    tool = [sys.executable, str(ROOT / "tools" / "export.py"), str(out / "model.keras"),
+            "--out", str(tmp_path / "serve")]
+    res = subprocess.run(tool, capture_output=True, text=True, env=ENV, timeout=600)
+    assert res.returncode == 0 and "preprocessing caffe" in res.stdout, res.stderr
+    raw = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 3)).astype("float32")
+    served = tf.saved_model.load(str(tmp_path / "serve" / "1")).signatures["predict_images"](
+        images=tf.constant(raw))["scores"].numpy()
+    want = np.asarray(model(keras.applications.resnet50.preprocess_input(raw.copy())))
+    torch_mode = np.asarray(model(kc.preprocess_input(raw, mode="torch")))
+    np.testing.assert_allclose(served, want, rtol=1e-4, atol=1e-5)
+    assert np.abs(served - torch_mode).max() > 1e-3  # the mode matters for this model

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 import numpy as np
 import pytest
 
@@ -85,3 +86,55 @@ def test_bad_input(tmp_path):
                           "--regime", "huge"], capture_output=True, text=True, env=ENV,
                          timeout=300)
     assert bad.returncode == 2 and "invalid choice: 'huge'" in bad.stderr
+
+
+class Spy(keras.layers.Layer):
+    """Passes its input through and keeps the last training batch it saw."""
+
+    def __init__(self, batch, shape, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = self.add_weight(shape=(batch, *shape), initializer="zeros",
+                                    trainable=False, name="seen")
+
+    def call(self, x, training=None):
+        if training:
+            self.seen.assign(x)
+        return x
+
+
+@pytest.mark.parametrize("name,keras_preprocess", [
+    ("resnet50", keras.applications.resnet50.preprocess_input),       # "caffe"
+    ("resnet50_v2", keras.applications.resnet_v2.preprocess_input),   # "tf"
+    ("densenet121", keras.applications.densenet.preprocess_input),    # "torch"
+])
+def test_fine_tuning_feeds_the_backbone_its_weights_preprocessing(
+        name, keras_preprocess, monkeypatch, http_root, keras_home, published, tmp_path):
+    """From Keras-layout ImageNet weights served on loopback, the images that reach the
+    backbone are exactly what keras.applications' own preprocess_input makes of them."""
+    from conftest import serve_keras_source
+
+    serve_keras_source(monkeypatch, http_root, name, published(name, False), include_top=False)
+    digits = data.subset(data.digits(32), list(range(10)), per_class=2)
+    spies, real = [], transfer.transfer_model
+
+    def spying(backbone, classes, trainable_stages, dropout=0.2):
+        model = real(backbone, classes, trainable_stages, dropout)
+        inputs = keras.Input(model.input_shape[1:])
+        spies.append(Spy(4, model.input_shape[1:]))
+        return keras.Model(inputs, model(spies[-1](inputs)))
+
+    monkeypatch.setattr(transfer, "transfer_model", spying)
+    result = transfer.fine_tune(name, weights="imagenet", data=digits, regime="small",
+                                epochs=1, batch_size=4, output=str(tmp_path / "ft"))
+    assert result["preprocessing"] == kc.model_info(name).preprocessing
+    assert kc.weights_info(result["model_object"]).name == name
+    x, _ = digits.train
+    images = tf.image.grayscale_to_rgb(tf.image.resize(x, (32, 32))).numpy()
+    expected = keras_preprocess(images.copy())
+    seen = spies[-1].seen.numpy()
+    assert np.abs(seen).max() > 0  # the spy saw a batch
+    for row in seen:  # each image fed is one of the expected ones, exactly
+        assert np.abs(expected - row).reshape(len(expected), -1).max(axis=1).min() < 1e-4
+    for mode in {"caffe", "tf", "torch"} - {result["preprocessing"]}:
+        other = kc.preprocess_input(images, mode=mode)
+        assert np.abs(other - seen[0]).reshape(len(other), -1).max(axis=1).min() > 1e-2

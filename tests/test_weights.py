@@ -2,11 +2,9 @@
 converted on first use, all through loopback HTTP (no network here), and bad files refused."""
 import dataclasses
 import hashlib
-import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import h5py
 import keras
@@ -17,9 +15,7 @@ from keras.src.legacy.saving import legacy_h5_format
 import keras_classics as kc
 from keras_classics import weights
 import keras2_fixtures
-from conftest import KERAS_APPS as KERAS, random_images
-
-HERE = Path(__file__).resolve().parent
+from conftest import KERAS_APPS as KERAS, random_images, serve_keras_source
 
 
 def save_legacy_h5(model, path):
@@ -28,21 +24,6 @@ def save_legacy_h5(model, path):
     with h5py.File(path, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
     return path
-
-
-def md5(path):
-    return hashlib.md5(open(path, "rb").read()).hexdigest()
-
-
-@pytest.fixture(scope="session")
-def published(tmp_path_factory):
-    """Every Keras-sourced file, with and without top, in the published layout: written by
-    keras_applications' code on Keras 2 (tests/keras2_fixtures.py), in a process of its own."""
-    out = tmp_path_factory.mktemp("keras2_published")
-    specs = [f"{n}{'' if top else ':notop'}" for n in sorted(KERAS) for top in (True, False)]
-    subprocess.run([sys.executable, str(HERE / "keras2_fixtures.py"), str(out), *specs],
-                   check=True, timeout=1800, capture_output=True)
-    return lambda name, include_top: out / keras2_fixtures.file_name(name, include_top)
 
 
 def test_every_keras_sourced_model_has_a_pinned_keras_file():
@@ -95,16 +76,6 @@ def test_published_keras_file_loads_and_gives_keras_outputs(name, include_top, p
     got, want = np.asarray(ours(x)), np.asarray(theirs(x))
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
-
-
-def serve_keras_source(monkeypatch, http_root, name, path, include_top):
-    base, root = http_root
-    served = root / path.name
-    shutil.copyfile(path, served)
-    src = weights.SOURCES[name]
-    field = {"url": f"{base}/{path.name}", "file_hash": md5(served)} if include_top else \
-        {"notop_url": f"{base}/{path.name}", "notop_hash": md5(served)}
-    monkeypatch.setitem(weights.SOURCES, name, dataclasses.replace(src, **field))
 
 
 def test_imagenet_downloads_the_published_file_with_top(monkeypatch, http_root, keras_home,
