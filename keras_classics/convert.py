@@ -159,8 +159,8 @@ def _sequential_rules(model, family):
 
 # torchvision's own renaming of its legacy DenseNet keys ("norm.1" -> "norm1", "conv.2",
 # "relu.1" ...), from torchvision/models/densenet.py ``_load_state_dict``.
-_LEGACY_DENSENET = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_LEGACY_DENSENET = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+                              r"((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 
 
 def _fix_legacy_densenet(key):

@@ -1,10 +1,11 @@
 """Datasets for training: the embedded digits, any tensorflow-datasets name, or a folder.
 
 Every loader returns a :class:`Data` with ``tf.data`` pipelines that yield ``(image, label)``
-batches of float32 images at the requested size, preprocessed by the mode of the weights they will
-feed (keras.applications' own ``preprocess_input`` arithmetic: "torch" — RGB, ImageNet
-mean/std — for models trained here, "caffe" or "tf" for pretrained weights that need them). Training order is a pure function of ``(seed, epoch)``, so a resumed run sees
-exactly the batches an uninterrupted one would.
+batches of float32 images at the requested size, preprocessed by the mode of the weights they
+will feed (keras.applications' own ``preprocess_input`` arithmetic: "torch" — RGB, ImageNet
+mean/std — for models trained here, "caffe" or "tf" for pretrained weights that need them).
+Training order is a pure function of ``(seed, epoch)``, so a resumed run sees exactly the
+batches an uninterrupted one would.
 """
 import dataclasses
 import os

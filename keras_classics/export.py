@@ -81,9 +81,9 @@ def export_saved_model(model, base_dir, version=None, fuse_bn=True, top_k=5, lab
     and return that path. ``preprocessing`` ("torch", "caffe", "tf") is applied inside the
     signatures to RGB pixels in [0, 255], as in training; by default the mode of the
     pretrained weights the model was built or fine-tuned from (:func:`weights_info`), else
-    "torch" (what :func:`~keras_classics.training.train` uses from scratch). ``dtype="bfloat16"`` serves the
-    folded model in bf16 (about 2x faster on CPUs with AVX512-BF16, see bench/); scores stay
-    float32."""
+    "torch" (what :func:`~keras_classics.training.train` uses from scratch).
+    ``dtype="bfloat16"`` serves the folded model in bf16 (about 2x faster on CPUs with
+    AVX512-BF16, see bench/); scores stay float32."""
     if preprocessing is None:
         record = weights_info(model)
         preprocessing = record.preprocessing if record else "torch"

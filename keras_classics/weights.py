@@ -1,9 +1,13 @@
-"""Downloading weight files into the Keras cache, safely.
+"""Pretrained weights: their records, safe downloads into the Keras cache, and loading.
 
-``fetch`` writes to ``<name>.part`` beside the target, checks the hash while streaming, and
-renames into place only when the hash matches: an interrupted or corrupted download never
-leaves a file that looks complete. The cache is Keras' (``$KERAS_HOME/models``, default
-``~/.keras/models``).
+- :class:`WeightsRecord`: one per pretrained variant, declared by its family module with
+  :func:`register_weights` (URL, hash, preprocessing, eval size, converter layout, top-1).
+- :func:`fetch` downloads to a temporary file of this process, checks the hash while
+  streaming and renames into place under a file lock: an interrupted, corrupted or concurrent
+  download never leaves a file that looks complete. The cache is Keras' (``$KERAS_HOME/models``,
+  default ``~/.keras/models``; ``/tmp/.keras`` when that is not writable, as Keras does).
+- :func:`read_legacy_h5` reads Keras' published ``.h5`` layout without following HDF5 links or
+  external storage; :func:`assign_legacy` loads it by name or by layer order, all or nothing.
 """
 import dataclasses
 import hashlib

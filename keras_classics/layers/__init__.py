@@ -8,7 +8,8 @@ from .residual import basic_block, bottleneck_block
 from .se import SqueezeExcite
 
 __all__ = [
-    "LocalResponseNormalization", "SqueezeExcite", "CeilMaxPooling2D", "NORMS", "check_norm", "normalize",
+    "LocalResponseNormalization", "SqueezeExcite", "CeilMaxPooling2D", "NORMS", "check_norm",
+    "normalize",
     "conv_norm_act", "dense_layer", "dense_block", "transition_block", "inception_module",
     "basic_block", "bottleneck_block",
 ]
