@@ -10,7 +10,7 @@ def test_below_minimum_size():
         kc.VGG16(include_top=False, input_shape=(16, 16, 3))
     with pytest.raises(ValueError, match=r"alexnet needs inputs of at least 67x67, got 66x70"):
         kc.AlexNet(include_top=False, input_shape=(66, 70, 3))
-    with pytest.raises(ValueError, match=r"googlenet needs inputs of at least 65x65"):
+    with pytest.raises(ValueError, match=r"googlenet needs inputs of at least 79x79"):
         kc.GoogLeNet(aux_logits=True, input_shape=(64, 64, 3))
 
 

@@ -172,7 +172,7 @@ def test_resnet_stride_placement_and_bias():
 @pytest.mark.parametrize("key", ["alexnet", "vgg_a_lrn", "googlenet", "se_resnext50", "wrn",
                                  "densenet_bc", "resnet50_v2"])
 def test_keras_file_round_trip(key, tmp_path):
-    kwargs = {"aux_logits": True, "input_shape": (65, 65, 3)} if key == "googlenet" else {}
+    kwargs = {"aux_logits": True, "input_shape": (79, 79, 3)} if key == "googlenet" else {}
     model = build(key, **kwargs)
     x = random_images(model.input_shape[1:])
     path = tmp_path / "model.keras"

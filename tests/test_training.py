@@ -183,7 +183,7 @@ def test_aux_losses_weighted_0_3():
 
 
 def test_googlenet_with_aux_heads_mixed_precision_and_xla(tmp_path):
-    summary = training.train("googlenet", epochs=1, batch_size=32, image_size=65,
+    summary = training.train("googlenet", epochs=1, batch_size=32, image_size=79,
                              output=str(tmp_path), verbose=0, mixed_precision=True, jit=True,
                              model_kwargs={"aux_logits": True})
     assert summary["precision"] == "mixed_bfloat16" and summary["jit"]

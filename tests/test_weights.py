@@ -348,3 +348,17 @@ def test_failed_weights_h5_load_restores_the_model(tmp_path):
         weights.load_weights(model, path)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_googlenet_asked_by_its_paper_name_gets_googlenet_bn_preprocessing(monkeypatch):
+    from keras_classics import transfer
+
+    monkeypatch.setattr(weights, "load_imagenet", lambda model, key, include_top=True:
+                        weights._attach(model, weights.SOURCES[key]))
+    with pytest.warns(UserWarning, match="building 'googlenet_bn'"):
+        backbone = transfer.load_backbone("googlenet", "imagenet", (64, 64, 3))
+    assert backbone.name == "googlenet_bn"
+    assert kc.weights_info(backbone).preprocessing == "tf"
+    assert kc.preprocessing.mode_of(backbone) == "tf"
+    with pytest.raises(ValueError, match="was not built with weights='imagenet'"):
+        kc.preprocess_input(np.zeros((1, 8, 8, 3)), kc.ResNet18(input_shape=(32, 32, 3)))

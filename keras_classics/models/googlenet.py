@@ -1,6 +1,7 @@
 """GoogLeNet (Szegedy et al., "Going Deeper with Convolutions", CVPR 2015): Table 1 as a table."""
 import keras
 
+from ..layers.pooling import ceil_pool_size
 from ..layers import CeilMaxPooling2D, LocalResponseNormalization, conv_norm_act, inception_module
 from ._common import check_args, finalize, gap_classifier, model_input, pool_features
 from ..weights import register_weights, torchvision_weights
@@ -28,6 +29,19 @@ register_weights(
     torchvision_weights("googlenet_bn", "googlenet-1378be20.pth", "googlenet", 69.778,
                         preprocessing="tf"),
     variant_of={"googlenet": "googlenet_bn"})
+
+
+def _aux_head_map(size):
+    """The map size at inception 4a (conv1 7×7/2 pad 3, three 3×3/2 ceil-mode pools)."""
+    size = (size - 1) // 2 + 1
+    for _ in range(3):
+        size = ceil_pool_size(size, 3, 2)
+    return size
+
+
+def _aux_min_size():
+    """The smallest input whose 4a map fits the aux heads' 5×5 pool (79 with ceil pooling)."""
+    return next(s for s in range(32, 512) if _aux_head_map(s) >= 5)
 
 
 def _aux_head(x, name, classes, classifier_activation, norm, use_bias, epsilon):
@@ -68,7 +82,7 @@ def GoogLeNet(include_top=True, weights=None, input_tensor=None, input_shape=Non
                          f"got {five_kernel!r}")
     use_bias = norm is None if use_bias is None else use_bias
     # 32× downsampling; the aux heads' valid 5×5/3 pool needs a 5×5 map at 4a (1/16 scale).
-    min_size = 65 if aux_logits else 32
+    min_size = _aux_min_size() if aux_logits else 32
     inputs, x = model_input(model_name, input_tensor=input_tensor, input_shape=input_shape,
                             default_size=224, min_size=min_size, include_top=include_top,
                             weights=weights, fixed_head=aux_logits)
