@@ -165,9 +165,8 @@ def digits_agreement(epochs):
     from keras_classics import data, training
 
     with tempfile.TemporaryDirectory() as d:
-        summary = training.train("resnet18", epochs=epochs, batch_size=64, output=d,
-                                 verbose=0)
-    fp32 = summary["model_object"]
+        run = training.train("resnet18", epochs=epochs, batch_size=64, output=d, verbose=0)
+    fp32, summary = run.model, run.summary
     fast = kc.fuse_batchnorm(fp32, dtype=fast_dtype())
     xs = np.concatenate([x.numpy() for x, _ in data.digits(32).pipeline("test", 64)])
     a = np.argmax(fp32.predict(xs, verbose=0), -1)

@@ -29,11 +29,18 @@ class Data:
     name: str
     num_classes: int
     image_size: int
-    train: object  # (images uint8/float [0, 255] NHWC, labels) arrays, or a tf.data.Dataset
+    train: object  # (images [0, 255] NHWC, labels) arrays, Files, or a tf.data.Dataset
     val: object
     test: object
     num_train: int
     class_names: list = None
+
+    def unreadable(self):
+        """(path, reason) of the first file of a folder dataset that does not decode, or
+        None: called after a decoding error, which TensorFlow reports without the file."""
+        paths = [p for s in (self.train, self.val, self.test) if isinstance(s, Files)
+                 for p in s.paths]
+        return first_unreadable(paths)
 
     def pipeline(self, split, batch_size, epoch=0, seed=0, augment=(), shuffle=None,
                  drop_remainder=False, skip_batches=0, preprocessing="torch"):
@@ -45,9 +52,17 @@ class Data:
                              f"{', '.join(MODES)}")
         source = getattr(self, split)
         shuffle = split == "train" if shuffle is None else shuffle
-        ds = source if isinstance(source, tf.data.Dataset) else \
-            tf.data.Dataset.from_tensor_slices(source)
         size = self.image_size
+        if isinstance(source, Files):  # shuffle the file names, then read and decode
+            ds = source.dataset()
+            if shuffle:
+                ds = ds.shuffle(len(source.paths), seed=seed * 1000 + epoch,
+                                reshuffle_each_iteration=False)
+            ds = ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE)
+            shuffle = False
+        else:
+            ds = source if isinstance(source, tf.data.Dataset) else \
+                tf.data.Dataset.from_tensor_slices(source)
 
         def prepare(image, label):
             image = tf.image.resize(tf.cast(image, tf.float32), (size, size))
@@ -56,7 +71,7 @@ class Data:
             return image, tf.cast(label, tf.int32)
 
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-        if not isinstance(source, tf.data.Dataset):
+        if isinstance(source, tuple):
             ds = ds.cache()  # small arrays: keep the resized images in memory
         if shuffle:
             ds = ds.shuffle(min(self.num_train, 10_000), seed=seed * 1000 + epoch,
@@ -118,23 +133,26 @@ def digits(image_size=32, seed=0):
 
 def subset(data, classes, per_class=None, seed=0, relabel=True):
     """Keep only ``classes`` (relabelled 0..k-1) and at most ``per_class`` training examples
-    of each: for transfer experiments on array-backed data such as :func:`digits`."""
+    of each: for transfer experiments on the digits or a folder dataset."""
     rng = np.random.default_rng(seed)
     mapping = {c: i for i, c in enumerate(classes)}
 
     def pick(split, limit):
-        x, y = split
+        x, y = (split.paths, split.labels) if isinstance(split, Files) else split
         idx = [np.flatnonzero(y == c) for c in classes]
         if limit:
             idx = [rng.permutation(i)[:limit] for i in idx]
         idx = np.sort(np.concatenate(idx))
         labels = np.array([mapping[c] for c in y[idx]], "int32") if relabel else y[idx]
+        if isinstance(split, Files):
+            return Files([x[i] for i in idx], labels)
         return x[idx], labels
 
     train = pick(data.train, per_class)
     return dataclasses.replace(data, num_classes=len(classes), train=train,
                                val=pick(data.val, None), test=pick(data.test, None),
-                               num_train=len(train[1]),
+                               num_train=len(train.labels if isinstance(train, Files)
+                                             else train[1]),
                                class_names=[str(c) for c in classes])
 
 
@@ -173,28 +191,90 @@ def tfds_data(name, image_size, data_dir=None, seed=0):
                 num_train, list(labels.names))
 
 
-def folder(path, image_size, seed=0):
-    """A directory of images in class subfolders; split 70/15/15 by a seeded shuffle."""
-    import keras
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF87a": "GIF",
+          b"GIF89a": "GIF", b"BM": "BMP"}
 
+
+@dataclasses.dataclass
+class Files:
+    """Image files and their labels: a split that is read from disk batch by batch."""
+
+    paths: list
+    labels: np.ndarray
+
+    def dataset(self):
+        return tf.data.Dataset.from_tensor_slices((self.paths, self.labels))
+
+
+def _decode(path, label):
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return image, label
+
+
+def first_unreadable(paths):
+    """The first of ``paths`` TensorFlow cannot decode as an image, with the reason, or
+    None (used to name the file behind a decoding error in a pipeline)."""
+    for path in paths:
+        try:
+            tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        except (tf.errors.OpError, ValueError) as err:
+            return path, err.message.splitlines()[0] if hasattr(err, "message") else str(err)
+    return None
+
+
+def folder(path, image_size, seed=0):
+    """A directory of images in class subfolders, read from disk as batches are needed.
+
+    Split 70/15/15 within each class by a seeded shuffle (stratified, reproducible). Files
+    whose first bytes are not a JPEG, PNG, GIF or BMP header are refused here, naming them; a
+    file that passes that check but fails to decode stops training with an error naming it.
+    """
     if not os.path.isdir(path):
         raise ValueError(f"{path!r} is not a directory of class subfolders")
-    ds = keras.utils.image_dataset_from_directory(path, image_size=(image_size, image_size),
-                                                  batch_size=None, shuffle=True, seed=seed)
-    names = list(ds.class_names)
-    x, y = zip(*[(a.numpy(), b.numpy()) for a, b in ds])
-    x, y = np.stack(x), np.array(y, "int32")
-    n = len(y)
-    a, b = int(0.7 * n), int(0.85 * n)
-    return Data(os.path.basename(os.path.normpath(path)), len(names), image_size,
-                (x[:a], y[:a]), (x[a:b], y[a:b]), (x[b:], y[b:]), a, names)
+    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    files = {c: sorted(os.path.join(path, c, f) for f in os.listdir(os.path.join(path, c))
+                       if f.lower().endswith(IMAGE_EXTENSIONS)) for c in classes}
+    files = {c: f for c, f in files.items() if f}
+    if len(files) < 2:
+        raise ValueError(f"{path!r} has {len(files)} class subfolder(s) with images "
+                         f"({', '.join(IMAGE_EXTENSIONS)}); at least 2 are needed")
+    bad = [f for fs in files.values() for f in fs if not _looks_like_image(f)]
+    if bad:
+        raise ValueError(f"{bad[0]}: not a readable image (no JPEG, PNG, GIF or BMP header)"
+                         + (f"; {len(bad) - 1} more such files" if len(bad) > 1 else "") +
+                         ". Remove them and rerun")
+    rng = np.random.default_rng(seed)
+    splits = {"train": ([], []), "val": ([], []), "test": ([], [])}
+    for label, name in enumerate(files):
+        fs = [files[name][i] for i in rng.permutation(len(files[name]))]
+        a, b = int(0.7 * len(fs)), int(0.7 * len(fs)) + int(0.15 * len(fs))
+        for split, part in (("train", fs[:a]), ("val", fs[a:b]), ("test", fs[b:])):
+            splits[split][0].extend(part)
+            splits[split][1].extend([label] * len(part))
+    train, val, test = (Files(p, np.array(y, "int32")) for p, y in splits.values())
+    return Data(os.path.basename(os.path.normpath(path)), len(files), image_size, train, val,
+                test, len(train.paths), list(files))
+
+
+def _looks_like_image(path):
+    with open(path, "rb") as f:
+        head = f.read(8)
+    return any(head.startswith(magic) for magic in _MAGIC)
 
 
 def load(name="digits", image_size=32, data_dir=None, seed=0):
     """``"digits"`` (embedded, offline), a tensorflow-datasets name (``cifar10``,
-    ``imagenette/160px-v2``, ``imagenet2012`` ...) or a directory path."""
+    ``imagenette/160px-v2``, ``cifar10:3.0.2``, ``imagenet2012`` ...) or an existing
+    directory of class subfolders."""
     if name == "digits":
         return digits(image_size, seed)
-    if os.path.sep in name or os.path.isdir(name):
+    if os.path.exists(name):  # only an existing path is a folder: "imagenette/160px-v2" is not
         return folder(name, image_size, seed)
-    return tfds_data(name, image_size, data_dir, seed)
+    try:
+        return tfds_data(name, image_size, data_dir, seed)
+    except ValueError as err:
+        if name.startswith((".", "~")) or os.path.sep in name:
+            raise ValueError(f"{name!r} is neither an existing folder nor a "
+                             f"tensorflow-datasets dataset ({err})") from None
+        raise

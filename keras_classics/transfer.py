@@ -150,12 +150,12 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
         phases.append(("large", set(range(0, n_stages + 1)), epochs, lr / lr_factor))
     results, start = [], None
     for name, stages, n_epochs, phase_lr in phases:
-        summary = training.train(
+        run = training.train(
             data=data, build_model=build(stages, start), epochs=n_epochs,
             batch_size=batch_size, image_size=data.image_size, recipe="adam", lr=phase_lr,
             strategy=strategy, output=os.path.join(output, f"phase_{name}"), verbose=verbose,
             seed=seed, augment=(), preprocessing=preprocessing)
-        model = summary["model_object"]
+        model, summary = run.model, run.summary
         start = model.get_weights()
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
         results.append({"phase": name, "stages": sorted(stages), "epochs": n_epochs,
@@ -182,7 +182,7 @@ def digits_experiment(per_class=10, pretrain_epochs=8, epochs=20, model="resnet2
                          image_size=image_size, output=os.path.join(output, "pretrain"),
                          verbose=0, seed=seed)
     path = os.path.join(output, "pretrain", "model.keras")
-    rows = [{"setting": "pretrain on 0-4", "test_accuracy": pre["test_accuracy"]}]
+    rows = [{"setting": "pretrain on 0-4", "test_accuracy": pre.summary["test_accuracy"]}]
     for regime in ("small", "medium", "large"):
         res = fine_tune(path, data=target, regime=regime, epochs=epochs, lr=1e-2,
                         batch_size=10,
@@ -192,5 +192,5 @@ def digits_experiment(per_class=10, pretrain_epochs=8, epochs=20, model="resnet2
                              batch_size=10, image_size=image_size,
                              output=os.path.join(output, "scratch"), verbose=0, seed=seed,
                              augment=())
-    rows.append({"setting": "from scratch", "test_accuracy": scratch["test_accuracy"]})
+    rows.append({"setting": "from scratch", "test_accuracy": scratch.summary["test_accuracy"]})
     return {"per_class": per_class, "rows": rows}

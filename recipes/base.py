@@ -42,7 +42,7 @@ class RecipeHyperModel(kt.HyperModel):
 
     @staticmethod
     def label(values):
-        return ", ".join(f"{k}={v}" for k, v in values.items())
+        return ", ".join(f"{k}={v}" for k, v in values.items() if not k.startswith("tuner/"))
 
     def make(self, hp, classes=None, input_shape=None):
         name, kwargs, _ = self.space(hp)
@@ -63,16 +63,28 @@ class RecipeHyperModel(kt.HyperModel):
                 f"{self.budget_params:,}: skipped")
         return model
 
-    def fit(self, hp, model, *args, trial_dir=None, epochs=None, **kwargs):
+    def fit(self, hp, model, *args, trial_dir=None, epochs=None, initial_epoch=0,
+            callbacks=None, **kwargs):
+        """Train ``model`` — the one keras-tuner built, carrying the weights Hyperband resumes
+        from — with keras_classics' loop (built again under the strategy, same weights),
+        honouring keras-tuner's ``epochs``, ``initial_epoch`` and ``callbacks`` (its
+        ``SaveBestEpoch`` writes the checkpoint a resumed Hyperband trial loads)."""
         _, _, overrides = self.space(hp)
-        summary = training.train(
-            data=self.data, build_model=lambda c, s: self.make(hp, c, s),
-            epochs=epochs or self.epochs, batch_size=self.batch_size,
+        weights = model.get_weights()
+
+        def build(classes, shape):
+            net = self.make(hp, classes, shape)
+            net.set_weights(weights)
+            return net
+
+        result = training.train(
+            data=self.data, build_model=build, epochs=epochs or self.epochs,
+            initial_epoch=initial_epoch, callbacks=callbacks, batch_size=self.batch_size,
             image_size=self.image_size, recipe=overrides.pop("recipe", self.recipe),
             strategy=self.strategy, output=os.path.join(trial_dir or "trial", "train"),
             verbose=self.verbose, **overrides)
-        return {"val_accuracy": summary["best_val_accuracy"],
-                "seconds": summary["wall_time_s"]}
+        return {"val_accuracy": result.summary["best_val_accuracy"],
+                "seconds": result.summary["wall_time_s"]}
 
     def measure(self, hp):
         """(trainable parameters, multiply-adds per image) of ``hp``'s model."""

@@ -10,9 +10,11 @@ import json
 import os
 import time
 
+import filelock
 import keras_tuner as kt
 
 from keras_classics import training
+from keras_classics.training.checkpoints import differences
 
 TUNERS = {"random": kt.RandomSearch, "hyperband": kt.Hyperband,
           "bayesian": kt.BayesianOptimization, "grid": kt.GridSearch}
@@ -141,16 +143,17 @@ def plot(rows, recipe, path):
 
 
 def retrain_best(tuner, directory):
-    """Train the best configuration again (same budget) and evaluate it on the test split."""
+    """Train the best configuration again (same budget, from scratch: the best may have
+    changed since a previous run) and evaluate it on the test split."""
     hm = tuner.hypermodel
     best = tuner.get_best_hyperparameters(1)[0]
     _, _, overrides = hm.space(best)
-    summary = training.train(
+    result = training.train(
         data=hm.data, build_model=lambda c, s: hm.make(best, c, s), epochs=hm.epochs,
         batch_size=hm.batch_size, image_size=hm.image_size,
         recipe=overrides.pop("recipe", hm.recipe), strategy=hm.strategy,
-        output=os.path.join(directory, "best"), verbose=0, **overrides)
-    return best, summary
+        output=os.path.join(directory, "best"), verbose=0, overwrite=True, **overrides)
+    return best, result
 
 
 def run(recipe_cls, data, recipe, tuner="random", max_trials=None, epochs=None,
@@ -161,17 +164,62 @@ def run(recipe_cls, data, recipe, tuner="random", max_trials=None, epochs=None,
         raise ValueError(f"max_trials must be a positive int, got {max_trials!r}")
     hm = recipe_cls(data, image_size=image_size, epochs=epochs, batch_size=batch_size,
                     strategy=strategy, budget_params=budget_params)
-    t = make_tuner(tuner, hm, directory, recipe, max_trials or hm.max_trials,
+    if tuner not in TUNERS:
+        raise ValueError(f"unknown tuner {tuner!r}; allowed: {', '.join(TUNERS)}")
+    settings = {"recipe": recipe, "dataset": data.name, "num_train": data.num_train,
+                "tuner": tuner, "max_trials": max_trials or hm.max_trials, "epochs": hm.epochs,
+                "image_size": hm.image_size, "batch_size": hm.batch_size,
+                "budget_params": hm.budget_params, "strategy": strategy}
+    project = os.path.join(directory, recipe)
+    if is_worker():  # the chief's oracle hands out trials; the chief checked the settings
+        make_tuner(tuner, hm, directory, recipe, settings["max_trials"],
+                   epochs=hm.epochs).search(verbose=0)
+        return None
+    os.makedirs(directory, exist_ok=True)
+    lock = filelock.FileLock(os.path.join(directory, f".{recipe}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise ValueError(f"another search is running in {project} (it holds {lock.lock_file})"
+                         "; wait for it or use another --directory") from None
+    try:
+        return _search(hm, data, recipe, tuner, settings, directory, project, overwrite,
+                       export_dir)
+    finally:
+        lock.release()
+
+
+def _check_settings(project, settings, overwrite):
+    """Refuse to resume a search that ran with other settings (unless ``overwrite``)."""
+    path = os.path.join(project, "settings.json")
+    if overwrite or not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    diff = differences(saved, json.loads(json.dumps(settings)))
+    if diff:
+        raise ValueError(f"{project} holds a search with other settings:\n  " +
+                         "\n  ".join(diff) + "\nrerun with the same settings to resume it, "
+                         "or pass --overwrite (or another --directory) to start afresh")
+
+
+def _search(hm, data, recipe, tuner, settings, directory, project, overwrite, export_dir):
+    _check_settings(project, settings, overwrite)
+    t = make_tuner(tuner, hm, directory, recipe, settings["max_trials"],
                    overwrite=overwrite, epochs=hm.epochs)
+    with open(os.path.join(project, "settings.json"), "w") as f:
+        json.dump(settings, f, indent=1)
+    if overwrite:  # keras-tuner removed the search; our retrained best goes with it
+        import shutil
+
+        shutil.rmtree(os.path.join(project, "best"), ignore_errors=True)
     start = time.perf_counter()
     t.search(verbose=0)
-    if is_worker():
-        return None
-    project = os.path.join(directory, recipe)
     rows = leaderboard(t)
     write_results(rows, project)
     plot(rows, recipe, os.path.join(project, "results.png"))
-    best, summary = retrain_best(t, project)
+    best, result = retrain_best(t, project)
+    summary = result.summary
     report = {"recipe": recipe, "tuner": tuner, "trials": rows, "best": best.values,
               "best_label": hm.label(best.values),
               "best_test_accuracy": summary["test_accuracy"],
@@ -180,7 +228,7 @@ def run(recipe_cls, data, recipe, tuner="random", max_trials=None, epochs=None,
     if export_dir:
         from keras_classics import export_saved_model
 
-        report["export"] = export_saved_model(summary["model_object"], export_dir,
+        report["export"] = export_saved_model(result.model, export_dir,
                                               labels=data.class_names)
     with open(os.path.join(project, "report.json"), "w") as f:
         json.dump({k: v for k, v in report.items() if k != "trials"}, f, indent=1,

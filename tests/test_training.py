@@ -34,15 +34,17 @@ def saved_weights(path):
 
 def test_digits_reach_95_percent_and_leave_every_output(tmp_path):
     out = tmp_path / "run"
-    summary = training.train("resnet18", "digits", epochs=8, batch_size=64, output=str(out),
-                             verbose=0)
+    result = training.train("resnet18", "digits", epochs=8, batch_size=64, output=str(out),
+                            verbose=0)
+    summary = result.summary
     assert summary["test_accuracy"] >= 0.95, summary
     assert summary["strategy"] == "default" and summary["replicas"] == 1
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    assert any(f.startswith("events.out.tfevents") for f in os.listdir(out / "logs"))
+    for split in ("train", "validation"):
+        assert any(f.startswith("events.out.tfevents") for f in os.listdir(out / "logs" / split))
     saved = json.loads((out / "summary.json").read_text())
     assert saved["test_accuracy"] == summary["test_accuracy"]
     assert {"best_val_accuracy", "wall_time_s", "images_per_second", "epochs"} <= set(saved)
@@ -59,7 +61,7 @@ def test_kill_and_resume_gives_the_uninterrupted_weights(tmp_path):
     proc = subprocess.Popen(TRAIN + args + ["--output", str(out)], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not (out / "checkpoint.npz").exists() and time.time() < deadline:
+    while not (out / "checkpoints" / "checkpoint").exists() and time.time() < deadline:
         time.sleep(0.05)
     proc.kill()  # SIGKILL: no chance to save anything more
     proc.wait()
@@ -79,12 +81,12 @@ def test_ctrl_c_saves_then_the_same_command_continues(tmp_path):
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     # the first step checkpoint proves the loop is running (6 epochs are far from done)
-    while not (out / "checkpoint.npz").exists() and time.time() < deadline:
+    while not (out / "checkpoints" / "checkpoint").exists() and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
-    assert "progress saved to" in err and (out / "checkpoint.npz").exists()
+    assert "progress saved to" in err and (out / "checkpoints" / "checkpoint").exists()
     done = run(args)
     assert done.returncode == 0 and "resuming from" in done.stdout
     assert json.loads((out / "summary.json").read_text())["epochs"] == 6
@@ -95,7 +97,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
         training.train("wrn_10_1", epochs=2, batch_size=32, image_size=16, lr=1e12,
                        output=str(tmp_path), verbose=0, checkpoint_every=0)
     assert not (tmp_path / "model.keras").exists()
-    assert not (tmp_path / "checkpoint.npz").exists()  # nothing bad was saved
+    assert not list(tmp_path.glob("checkpoints/ckpt-*"))  # nothing bad was saved
 
 
 def test_mirrored_over_two_logical_cpus(tmp_path):
@@ -141,9 +143,17 @@ def test_tfds_dataset_through_mock_data(tmp_path):
 
     with tfds.testing.mock_data(num_examples=64):
         summary = training.train("wrn_10_1", "cifar10", epochs=1, batch_size=16,
-                                 image_size=16, output=str(tmp_path), verbose=0)
+                                 image_size=16, output=str(tmp_path), verbose=0).summary
+        # names with a config or a version are dataset names, not folders
+        for name in ("imagenette/160px-v2", "cifar10:3.0.2"):
+            d = data.load(name, image_size=16)
+            assert d.name == name and d.num_classes == 10 and d.num_train > 0
     assert summary["dataset"] == "cifar10" and summary["epochs"] == 1
-    assert 0.0 <= summary["test_accuracy"] <= 1.0
+    with open(tmp_path / "history.csv") as f:
+        row = next(csv.DictReader(f))
+    assert summary["final_val_accuracy"] == pytest.approx(float(row["val_accuracy"]))
+    with pytest.raises(ValueError, match="'no/such/folder' is neither an existing folder nor"):
+        data.load("no/such/folder")
 
 
 def test_bad_input(tmp_path):
@@ -167,10 +177,15 @@ def test_recipes_follow_the_papers():
     assert (res.lr, res.weight_decay, res.batch_size) == (0.1, 1e-4, 256)
     state = {"lr": 0.01, "best": 0.5, "wait": 0}
     for acc in (0.5, 0.5):  # two epochs without improvement: lr / 10
-        training._plateau_update(alex, state, acc)
+        training.plateau_update(alex, state, acc)
     assert state["lr"] == pytest.approx(1e-3)
-    assert training.learning_rate(training.RECIPES["resnet_step"], 0.1, {}, 60, 1, 100) == \
-        pytest.approx(0.01)
+    # Keras schedules of the global step: 100 steps, one epoch (10 steps) of linear warm-up
+    step = training.schedule(training.RECIPES["resnet_step"], 0.1, 10, 10)
+    assert [float(step(s)) for s in (0, 9, 10, 49, 50, 74, 75)] == pytest.approx(
+        [0.01, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001])
+    cosine = training.schedule(training.RECIPES["resnet"], 0.1, 10, 10)
+    assert [float(cosine(s)) for s in (5, 10, 55, 100)] == pytest.approx(
+        [0.05, 0.1, 0.05, 0.0], abs=1e-6)
 
 
 def test_aux_losses_weighted_0_3():
@@ -183,26 +198,147 @@ def test_aux_losses_weighted_0_3():
 
 
 def test_googlenet_with_aux_heads_mixed_precision_and_xla(tmp_path):
-    summary = training.train("googlenet", epochs=1, batch_size=32, image_size=79,
-                             output=str(tmp_path), verbose=0, mixed_precision=True, jit=True,
-                             model_kwargs={"aux_logits": True})
+    result = training.train("googlenet", epochs=1, batch_size=32, image_size=79,
+                            output=str(tmp_path), verbose=0, mixed_precision=True, jit=True,
+                            model_kwargs={"aux_logits": True})
+    summary, model = result.summary, result.model
     assert summary["precision"] == "mixed_bfloat16" and summary["jit"]
     assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
-    model = summary["model_object"]
     assert len(model.outputs) == 3
 
 
-def test_folder_dataset_and_imagenet_manual_download_message(tmp_path):
-    rng = np.random.default_rng(0)
-    for cls in ("cat", "dog"):
-        (tmp_path / "imgs" / cls).mkdir(parents=True)
-        for i in range(10):
-            keras.utils.save_img(tmp_path / "imgs" / cls / f"{i}.png",
-                                 rng.integers(0, 255, (20, 20, 3)).astype("uint8"))
+def write_images(root, counts, size=20, seed=0):
+    rng = np.random.default_rng(seed)
+    for cls, n in counts.items():
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            keras.utils.save_img(root / cls / f"{i}.png",
+                                 rng.integers(0, 255, (size, size, 3)).astype("uint8"))
+
+
+def test_folder_dataset_streams_and_splits_by_class(tmp_path):
+    write_images(tmp_path / "imgs", {"cat": 20, "dog": 40})
     d = data.load(str(tmp_path / "imgs"), image_size=16)
     assert d.num_classes == 2 and d.class_names == ["cat", "dog"]
-    assert d.num_train == 14 and len(d.val[1]) + len(d.test[1]) == 6
+    assert isinstance(d.train, data.Files)  # file names in memory, pixels read per batch
+    for split, share in (("train", 0.7), ("val", 0.15)):  # stratified: each class's share
+        labels = getattr(d, split).labels
+        assert np.bincount(labels).tolist() == [int(share * 20), int(share * 40)], split
+    assert len(d.test.labels) == 60 - d.num_train - len(d.val.labels)
+    assert len(set(d.train.paths) | set(d.val.paths) | set(d.test.paths)) == 60
+    again, other = data.load(str(tmp_path / "imgs"), 16), data.load(str(tmp_path / "imgs"), 16,
+                                                                   seed=1)
+    assert again.test.paths == d.test.paths and other.test.paths != d.test.paths
     x, y = next(iter(d.pipeline("train", 4)))
     assert x.shape == (4, 16, 16, 3)
     with pytest.raises(ValueError, match=r"ILSVRC2012_img_train.tar .* place them in .*manual"):
         data.load("imagenet2012", data_dir=str(tmp_path / "tfds"))
+
+
+def test_folder_dataset_bad_files_are_named(tmp_path):
+    write_images(tmp_path / "one", {"cat": 5})
+    with pytest.raises(ValueError, match="1 class subfolder.*at least 2 are needed"):
+        data.load(str(tmp_path / "one"), 16)
+    write_images(tmp_path / "imgs", {"cat": 10, "dog": 10})
+    junk = tmp_path / "imgs" / "dog" / "notes.png"
+    junk.write_text("not an image")
+    with pytest.raises(ValueError, match=f"{junk}: not a readable image"):
+        data.load(str(tmp_path / "imgs"), 16)
+    # a PNG header on a truncated file passes the quick check and fails to decode in training
+    good = (tmp_path / "imgs" / "cat" / "0.png").read_bytes()
+    junk.write_bytes(good[:60])
+    with pytest.raises(ValueError, match=f"{junk}: not a readable image"):
+        training.train("wrn_10_1", str(tmp_path / "imgs"), epochs=1, batch_size=4,
+                       image_size=16, output=str(tmp_path / "run"), verbose=0)
+
+
+def test_rerun_with_other_settings_is_refused_until_overwrite(tmp_path):
+    out = str(tmp_path / "run")
+    first = run(SMALL + ["--epochs", "1", "--output", out])
+    assert first.returncode == 0, first.stderr
+    changed = run(SMALL + ["--epochs", "1", "--batch-size", "16", "--image-size", "20",
+                           "--output", out])
+    assert changed.returncode == 2
+    for line in ("image_size: 16 in the checkpoint, 20 now",
+                 "recipe.batch_size: 32 in the checkpoint, 16 now", "--overwrite"):
+        assert line in changed.stderr, changed.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["batch_size"] == 32
+    fresh = run(SMALL + ["--epochs", "1", "--batch-size", "16", "--image-size", "20",
+                         "--output", out, "--overwrite"])
+    assert fresh.returncode == 0, fresh.stderr
+    assert "resuming" not in fresh.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["batch_size"], summary["image_size"]) == (16, 20)
+
+
+def corrupt(directory, how):
+    index = sorted(directory.glob("ckpt-*.index"))[-1]
+    blob = next(directory.glob(index.name.replace(".index", ".data-*")))
+    if how == "bit-flip":
+        raw = bytearray(blob.read_bytes())
+        raw[len(raw) // 2] ^= 0x10
+        blob.write_bytes(bytes(raw))
+    elif how == "truncated":
+        blob.write_bytes(blob.read_bytes()[:blob.stat().st_size // 2])
+    else:  # empty
+        index.write_bytes(b"")
+    return str(index)[:-len(".index")]
+
+
+@pytest.mark.parametrize("how", ["bit-flip", "truncated", "empty"])
+def test_corrupt_checkpoint_is_a_clear_error_and_assigns_nothing(tmp_path, how):
+    kw = dict(epochs=2, batch_size=32, image_size=16, verbose=0, output=str(tmp_path))
+    training.train("wrn_10_1", **kw, checkpoint_every=0, steps_per_execution=100)
+    prefix = corrupt(tmp_path / "checkpoints", how)
+    with pytest.raises(training.CorruptCheckpoint, match=f"{prefix}: damaged or incomplete"):
+        training.train("wrn_10_1", **kw)
+    net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    before = [w.copy() for w in net.get_weights()]
+    ckpts = training.checkpoints.Checkpoints(str(tmp_path), net, keras.optimizers.SGD())
+    with pytest.raises(training.CorruptCheckpoint):
+        ckpts.peek(prefix)
+    for a, b in zip(before, net.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_second_training_on_the_same_output_is_refused(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import filelock, sys, time; lock = filelock.FileLock(sys.argv"
+         "[1]); lock.acquire(); print('held', flush=True); time.sleep(120)",
+         str(tmp_path / ".lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match="another training is running in"):
+            training.train("wrn_10_1", epochs=1, batch_size=32, image_size=16,
+                           output=str(tmp_path), verbose=0)
+        assert not (tmp_path / "checkpoints").exists()
+    finally:
+        holder.kill()
+
+
+def load_tool(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "--epochs: must be a positive integer, got 0"),
+    (["--epochs", "-1"], "--epochs: must be a positive integer, got -1"),
+    (["--image-size", "0"], "--image-size: must be a positive integer, got 0"),
+    (["--batch-size", "0"], "--batch-size: must be a positive integer"),
+    (["--augment", "crop,blur"], "unknown augmentation ['blur']"),
+    (["--set", "depthh=3"], "depthh"),
+])
+def test_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, args, message):
+    tool = load_tool("train")
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_:
+        tool.main(["wrn_10_1", "--output", str(out)] + args)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

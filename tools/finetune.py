@@ -16,6 +16,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from keras_classics import data as data_lib, transfer  # noqa: E402
+from keras_classics.cli import positive_int  # noqa: E402
 
 
 def main(argv=None):
@@ -27,13 +28,13 @@ def main(argv=None):
                    help="default: that of the backbone's weights (--weights imagenet), or the "
                         "one a .keras backbone was trained with, else torch")
     p.add_argument("--regime", default="auto", choices=transfer.REGIMES)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--head-epochs", type=int)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--head-epochs", type=positive_int)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-factor", type=float, default=10.0)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--per-class", type=int, help="keep at most this many training examples "
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--image-size", type=positive_int)
+    p.add_argument("--per-class", type=positive_int, help="keep at most this many training examples "
                                                   "per class (array datasets such as digits)")
     p.add_argument("--strategy", default="default")
     p.add_argument("--output", default="runs/finetune")
@@ -56,8 +57,8 @@ def main(argv=None):
         if args.per_class:
             size = args.image_size or 32
             full = data_lib.load(args.dataset, size)
-            if not isinstance(full.train, tuple):
-                p.error("--per-class works with array datasets (digits, folders)")
+            if not isinstance(full.train, (tuple, data_lib.Files)):
+                p.error("--per-class works with the digits and folder datasets")
             data = data_lib.subset(full, list(range(full.num_classes)), args.per_class,
                                    relabel=False)
         summary = transfer.fine_tune(

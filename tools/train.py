@@ -6,8 +6,9 @@
     TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
                 "task": {"type": "worker", "index": 0}}' python tools/train.py resnet50 ...
 
-Rerunning the same command continues from --output/checkpoint.npz. Exit codes: 0 done,
-2 bad arguments, 3 the loss diverged (NaN), 130 interrupted (progress saved).
+Rerunning the same command continues from --output/checkpoints/; a rerun with other settings
+is refused (naming them) unless --overwrite. Exit codes: 0 done, 2 bad arguments (nothing
+written), 3 the loss diverged (NaN), 130 interrupted (progress saved).
 """
 import argparse
 import json
@@ -17,6 +18,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from keras_classics import training  # noqa: E402
+from keras_classics.cli import non_negative_int, positive_int  # noqa: E402
 
 
 def main(argv=None):
@@ -25,21 +27,26 @@ def main(argv=None):
     p.add_argument("--dataset", default="digits",
                    help="digits (embedded), a tensorflow-datasets name, or a folder of class "
                         "subfolders")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help="global batch (split across replicas)")
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int, help="global batch (split across replicas)")
     p.add_argument("--recipe", default="resnet", help=", ".join(training.RECIPES))
     p.add_argument("--strategy", default="auto", choices=training.STRATEGIES)
-    p.add_argument("--cpu-replicas", type=int,
+    p.add_argument("--cpu-replicas", type=positive_int,
                    help="split the CPU into N logical devices (MirroredStrategy without GPUs)")
     p.add_argument("--mixed-precision", action="store_true",
                    help="mixed_float16 on GPU, mixed_bfloat16 on CPU")
     p.add_argument("--jit", action="store_true", help="XLA-compile the training step")
     p.add_argument("--output", default="runs/train")
-    p.add_argument("--image-size", type=int)
+    p.add_argument("--image-size", type=positive_int)
     p.add_argument("--lr", type=float, help="override the recipe's (scaled) learning rate")
     p.add_argument("--augment", help="comma-separated: crop, flip, pca ('' for none)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=20, help="steps between saves")
+    p.add_argument("--checkpoint-every", type=non_negative_int, default=20,
+                   help="steps between saves within an epoch (0: at epoch ends only)")
+    p.add_argument("--steps-per-execution", type=positive_int, default=10,
+                   help="training steps per tf.function call (as in model.fit)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard a previous run in --output instead of resuming it")
     p.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism")
     p.add_argument("--data-dir", help="tensorflow-datasets data directory")
     p.add_argument("--weights", help="start from weights: imagenet (needs 1000 classes) or a "
@@ -63,13 +70,14 @@ def main(argv=None):
         model_kwargs["weights"] = args.weights
     augment = None if args.augment is None else tuple(a for a in args.augment.split(",") if a)
     try:
-        summary = training.train(
+        result = training.train(
             args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size,
             recipe=args.recipe, strategy=args.strategy, mixed_precision=args.mixed_precision,
             jit=args.jit, output=args.output, image_size=args.image_size, seed=args.seed,
             lr=args.lr, checkpoint_every=args.checkpoint_every, cpu_replicas=args.cpu_replicas,
             data_dir=args.data_dir, augment=augment, deterministic=args.deterministic,
-            model_kwargs=model_kwargs, preprocessing=args.preprocessing)
+            model_kwargs=model_kwargs, preprocessing=args.preprocessing,
+            overwrite=args.overwrite, steps_per_execution=args.steps_per_execution)
     except (ValueError, TypeError) as err:
         p.error(str(err))
     except training.TrainingDiverged as err:
@@ -78,8 +86,7 @@ def main(argv=None):
     except KeyboardInterrupt as err:
         print(f"\n{err}", file=sys.stderr)
         return 130
-    summary.pop("model_object", None)
-    print(json.dumps(summary, indent=1))
+    print(json.dumps(result.summary, indent=1))
     return 0
 
 

@@ -6,7 +6,8 @@
     python tools/tune.py zfnet --export serving/zfnet
 
 Recipes: zfnet, wide_resnet, vgg, resnet, densenet, norm, se. Rerun the same command to
-resume an interrupted search; --overwrite starts afresh. Distributed search: the same command
+resume an interrupted search; a rerun with other settings is refused (naming them) unless
+--overwrite, which starts afresh; a second search on the same directory is refused. Distributed search: the same command
 on a chief and on workers, with KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and
 KERASTUNER_ORACLE_PORT set (see the README).
 """
@@ -19,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import recipes  # noqa: E402
 from keras_classics import analysis, data as data_lib, training  # noqa: E402
+from keras_classics.cli import positive_int  # noqa: E402
 from recipes import search  # noqa: E402
 
 
@@ -28,11 +30,11 @@ def main(argv=None):
     p.add_argument("--dataset", default="digits")
     p.add_argument("--tuner", choices=sorted(search.TUNERS),
                    help="default: the recipe's (grid for zfnet, random otherwise)")
-    p.add_argument("--max-trials", type=int)
-    p.add_argument("--epochs", type=int, help="epochs per trial (hyperband: the maximum)")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--budget-params", type=int, help="skip configurations over this many "
+    p.add_argument("--max-trials", type=positive_int)
+    p.add_argument("--epochs", type=positive_int, help="epochs per trial (hyperband: the maximum)")
+    p.add_argument("--image-size", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--budget-params", type=positive_int, help="skip configurations over this many "
                                                      "trainable parameters")
     p.add_argument("--directory", default="runs/tune")
     p.add_argument("--overwrite", action="store_true")
@@ -44,8 +46,6 @@ def main(argv=None):
         cls = recipes.get(args.recipe)
         args.tuner = args.tuner or cls.default_tuner
         size = args.image_size or cls.image_size
-        if args.batch_size is not None and args.batch_size < 1:
-            p.error(f"--batch-size must be positive, got {args.batch_size}")
         data = data_lib.load(args.dataset, size, args.data_dir)
         print(f"{args.recipe}: {args.tuner} search on {data.name} ({data.num_train} training "
               f"images at {size}x{size}), {args.max_trials or cls.max_trials} trials of "

@@ -1,0 +1,19 @@
+"""Training on tf.distribute: one loop for one device, all GPUs of a host, or many hosts.
+
+:func:`train` is the entry point; its parts are ``recipes`` (the papers' optimizers and
+schedules), ``strategy``, ``loop`` (the steps), ``checkpoints`` (lock, run settings,
+TensorFlow checkpoints) and ``outputs``. With the data order a pure function of (seed,
+epoch), a run killed at any moment and rerun ends with the weights an uninterrupted run has.
+"""
+from .checkpoints import CorruptCheckpoint, RunMismatch
+from .loop import StepLoop, total_loss
+from .outputs import saved_preprocessing
+from .recipes import (RECIPES, SCHEDULES, Recipe, Warmup, get_recipe, make_optimizer,
+                      plateau_update, schedule)
+from .runner import TrainingDiverged, TrainResult, train
+from .strategy import STRATEGIES, make_strategy, precision, worker_role
+
+__all__ = ["CorruptCheckpoint", "RECIPES", "Recipe", "RunMismatch", "SCHEDULES", "STRATEGIES",
+           "StepLoop", "TrainResult", "TrainingDiverged", "Warmup", "get_recipe",
+           "make_optimizer", "make_strategy", "plateau_update", "precision",
+           "saved_preprocessing", "schedule", "total_loss", "train", "worker_role"]

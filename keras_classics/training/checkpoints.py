@@ -1,0 +1,101 @@
+"""A run directory: its lock, its settings and TensorFlow checkpoints of model, optimizer and
+loop state (``tf.train.Checkpoint`` + ``CheckpointManager``, as TensorFlow's multi-worker
+custom-loop guide: the chief writes ``OUTPUT/checkpoints``, other workers a temporary
+directory they delete). The loop state — the run's settings, epoch, step, history — is a
+string variable inside the same checkpoint, so it can never disagree with the weights.
+"""
+import json
+import os
+import shutil
+import tempfile
+
+import filelock
+import tensorflow as tf
+
+# What a run writes into its --output; --overwrite removes exactly these.
+RUN_FILES = ("checkpoints", "logs", "model.keras", "summary.json", "history.csv",
+             "curves.png")
+STATE_KEY = "loop/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+class RunMismatch(ValueError):
+    """The output directory holds a run with other settings."""
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint that cannot be read completely; nothing was assigned from it."""
+
+
+def lock(output):
+    """Hold ``OUTPUT/.lock`` for the run: a second training on the same output is refused."""
+    path = os.path.join(output, ".lock")
+    held = filelock.FileLock(path)
+    try:
+        held.acquire(timeout=0)
+    except filelock.Timeout:
+        raise ValueError(f"another training is running in {output} (it holds {path}); wait "
+                         "for it to finish or use another --output") from None
+    return held
+
+
+def differences(saved, current):
+    """Lines naming each setting that differs between a checkpoint and this call."""
+    return [f"{k}: {saved.get(k)!r} in the checkpoint, {current.get(k)!r} now"
+            for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+
+
+def clear(output):
+    """Remove a previous run's files from ``output`` (--overwrite), nothing else."""
+    for name in RUN_FILES:
+        path = os.path.join(output, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+class Checkpoints:
+    """Model, optimizer and loop state of one run in ``output``."""
+
+    def __init__(self, output, net, optimizer, chief=True, keep=2):
+        self.directory = os.path.join(output, "checkpoints")
+        self.state = tf.Variable("", dtype=tf.string, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(model=net, optimizer=optimizer, loop=self.state)
+        self.chief = chief
+        write_dir = self.directory if chief else tempfile.mkdtemp(prefix="ckpt-worker-")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=keep)
+
+    def latest(self):
+        """The newest checkpoint's path prefix, or None."""
+        if not os.path.isdir(self.directory):
+            return None
+        try:
+            return tf.train.latest_checkpoint(self.directory)
+        except Exception as err:  # a damaged "checkpoint" index file
+            raise CorruptCheckpoint(f"{self.directory}/checkpoint: unreadable "
+                                    f"({type(err).__name__}); delete it or rerun with "
+                                    "--overwrite") from None
+
+    def peek(self, path):
+        """The loop state stored at ``path``, after reading (and so checksumming) every tensor
+        in it: a damaged checkpoint is refused before anything is assigned."""
+        try:
+            reader = tf.train.load_checkpoint(path)
+            for key in reader.get_variable_to_shape_map():
+                reader.get_tensor(key)
+            return json.loads(reader.get_tensor(STATE_KEY).decode())
+        except Exception as err:
+            detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            raise CorruptCheckpoint(
+                f"{path}: damaged or incomplete checkpoint ({type(err).__name__}: {detail}); "
+                "nothing was loaded. Delete it to resume from an older one, or rerun with "
+                "--overwrite to start afresh") from None
+
+    def restore(self, path):
+        self.checkpoint.read(path).assert_existing_objects_matched()
+
+    def save(self, state, step):
+        self.state.assign(json.dumps(state))
+        self.manager.save(checkpoint_number=step)
+        if not self.chief:  # a worker's copy only exists so that every worker saves
+            shutil.rmtree(self.manager.directory, ignore_errors=True)

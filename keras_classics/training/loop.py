@@ -1,0 +1,115 @@
+"""The step loop: ``strategy.run`` of a ``tf.GradientTape`` step, several steps per
+``tf.function`` call (what ``steps_per_execution`` does in ``fit``), sums kept on the device,
+and BatchNormalization statistics averaged across replicas.
+
+One custom loop serves every strategy because Keras 3.15's ``model.fit`` fails under
+MultiWorkerMirroredStrategy (keras-team/keras#20585). The host reads the loss once per call,
+never per step; a non-finite loss is found on the device and reported with its step.
+"""
+import keras
+import tensorflow as tf
+
+SUM = tf.distribute.ReduceOp.SUM
+
+
+def total_loss(labels, outputs, aux_weight, global_batch):
+    """Cross-entropy of the main output plus ``aux_weight`` × that of each auxiliary output
+    (GoogLeNet: 0.3), averaged over the global batch as tf.distribute expects."""
+    loss = 0.0
+    for i, out in enumerate(outputs):
+        per_example = keras.losses.sparse_categorical_crossentropy(labels,
+                                                                   tf.cast(out, tf.float32))
+        loss += (1.0 if i == 0 else aux_weight) * tf.nn.compute_average_loss(
+            per_example, global_batch_size=global_batch)
+    return loss
+
+
+class StepLoop:
+    """Training and evaluation steps of ``net`` with ``optimizer`` under ``strategy``.
+
+    ``jit`` XLA-compiles the per-replica step (not the call around ``strategy.run``, which
+    XLA cannot compile, nor the iterator)."""
+
+    def __init__(self, strategy, net, optimizer, global_batch, aux_weight=0.3, jit=False):
+        self.strategy, self.net, self.optimizer = strategy, net, optimizer
+        self.replicas = strategy.num_replicas_in_sync
+        replica_step = self._replica_step(global_batch, aux_weight)
+        if jit:
+            replica_step = tf.function(replica_step, jit_compile=True)
+
+        @tf.function
+        def train_steps(iterator, n):
+            loss_sum, correct, first_bad = tf.constant(0.0), tf.constant(0.0), tf.constant(-1)
+            for i in tf.range(n):
+                x, y = next(iterator)
+                loss, hits = strategy.run(replica_step, args=(x, y))
+                loss = strategy.reduce(SUM, loss, None)
+                first_bad = tf.where((first_bad < 0) & ~tf.math.is_finite(loss), i, first_bad)
+                loss_sum += loss
+                correct += strategy.reduce(SUM, hits, None)
+            return loss_sum, correct, first_bad
+
+        self._train_steps = train_steps
+        self._eval_step = tf.function(self._eval_fn(), reduce_retracing=True)
+        # BatchNormalization's moving statistics are updated per replica (Keras creates them
+        # with no aggregation), so replicas drift apart; averaging keeps every copy, and
+        # every worker, identical.
+        self.stats = [v for v in net.non_trainable_variables
+                      if "float" in str(v.dtype) and "seed" not in v.path]
+        self._mean_stats = tf.function(lambda: [
+            strategy.reduce(tf.distribute.ReduceOp.MEAN, v, None)
+            for v in strategy.run(lambda: [tf.identity(s.value) for s in self.stats])])
+
+    def _replica_step(self, global_batch, aux_weight):
+        net, optimizer, replicas = self.net, self.optimizer, self.replicas
+
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                outs = net(x, training=True)
+                outs = outs if isinstance(outs, (list, tuple)) else [outs]
+                loss = total_loss(y, outs, aux_weight, global_batch)
+                if net.losses:
+                    loss += tf.add_n(net.losses) / replicas
+                scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") \
+                    else loss
+            grads = tape.gradient(scaled, net.trainable_variables)
+            optimizer.apply_gradients(zip(grads, net.trainable_variables))
+            hits = tf.reduce_sum(tf.cast(tf.equal(
+                tf.argmax(outs[0], -1, output_type=tf.int32), y), tf.float32))
+            return loss, hits
+        return step
+
+    def _eval_fn(self):
+        net, strategy = self.net, self.strategy
+
+        def replica_eval(x, y):
+            out = net(x, training=False)
+            out = tf.cast(out[0] if isinstance(out, (list, tuple)) else out, tf.float32)
+            loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(y, out))
+            hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(out, -1, output_type=tf.int32),
+                                                  y), tf.float32))
+            return loss, hits, tf.cast(tf.shape(y)[0], tf.float32)
+
+        return lambda x, y: [strategy.reduce(SUM, v, None)
+                             for v in strategy.run(replica_eval, args=(x, y))]
+
+    def train(self, iterator, steps):
+        """Run ``steps`` steps from ``iterator``: (sum of the step losses, number of correct
+        predictions, index of the first non-finite loss or -1), read once."""
+        loss, correct, bad = self._train_steps(iterator, tf.constant(steps))
+        return float(loss), float(correct), int(bad)
+
+    def evaluate(self, dataset):
+        """(mean loss, accuracy) over a distributed dataset."""
+        totals = None
+        for x, y in dataset:
+            out = self._eval_step(x, y)
+            totals = out if totals is None else [a + b for a, b in zip(totals, out)]
+        loss, hits, count = (float(t) for t in totals) if totals else (0.0, 0.0, 0.0)
+        return loss / max(count, 1), hits / max(count, 1)
+
+    def sync_stats(self):
+        """Average BatchNormalization statistics over replicas (no-op on one replica)."""
+        if self.replicas > 1 and self.stats:
+            for v, m in zip(self.stats, self._mean_stats()):
+                v.assign(m)

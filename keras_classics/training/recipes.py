@@ -1,0 +1,135 @@
+"""Training recipes from the papers, the optimizer they name, and their learning-rate schedule
+as Keras schedules driven by ``optimizer.iterations`` (so a restored optimizer resumes it)."""
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A training recipe: defaults the user can override. ``lr`` is for ``batch_size``; other
+    batch sizes scale it linearly (Goyal et al. 2017)."""
+
+    name: str
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    schedule: str = "cosine"  # cosine | step | plateau | constant
+    epochs: int = 90
+    augment: tuple = ("crop", "flip")
+    aux_weight: float = 0.3  # GoogLeNet's auxiliary losses (section 6 of the paper)
+    patience: int = 2  # plateau: epochs without validation improvement before lr /= 10
+    warmup_epochs: float = 0.0
+
+
+RECIPES = {
+    # Krizhevsky et al. 2012, section 5 (and the lecture): SGD momentum 0.9, lr 1e-2 divided
+    # by 10 when validation accuracy plateaus, weight decay 5e-4, batch 128, crops and flips
+    # (add "pca" to augment for the colour lighting). Dropout 0.5 lives in the model.
+    "alexnet": Recipe("alexnet", "sgd", 1e-2, 0.9, 5e-4, 128, "plateau", 90, ("crop", "flip")),
+    # He et al. 2016, section 3.4: SGD 0.1 (batch 256), momentum 0.9, weight decay 1e-4, BN.
+    "resnet": Recipe("resnet", "sgd", 0.1, 0.9, 1e-4, 256, "cosine", 90, ("crop", "flip"),
+                     warmup_epochs=1),
+    "resnet_step": Recipe("resnet_step", "sgd", 0.1, 0.9, 1e-4, 256, "step", 90,
+                          ("crop", "flip"), warmup_epochs=1),
+    # Not from a paper: Adam for small datasets and quick experiments.
+    "adam": Recipe("adam", "adam", 1e-3, 0.0, 0.0, 64, "cosine", 30, ("crop",)),
+}
+SCHEDULES = ("cosine", "step", "plateau", "constant")
+AUGMENTATIONS = ("crop", "flip", "pca")
+
+
+def get_recipe(name, **overrides):
+    """``RECIPES[name]`` with ``overrides`` (None keeps the recipe's value), checked."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; allowed: {', '.join(RECIPES)}")
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    bad = set(overrides) - fields
+    if bad:
+        raise ValueError(f"unknown recipe fields {sorted(bad)}; allowed: {sorted(fields)}")
+    rec = dataclasses.replace(RECIPES[name], **{k: v for k, v in overrides.items()
+                                                if v is not None})
+    for field in ("epochs", "batch_size"):
+        value = getattr(rec, field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{field} must be a positive int, got {value!r}")
+    unknown = set(rec.augment) - set(AUGMENTATIONS)
+    if unknown:
+        raise ValueError(f"unknown augmentation {sorted(unknown)}; allowed: "
+                         f"{', '.join(AUGMENTATIONS)}")
+    if rec.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {rec.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+    return dataclasses.replace(rec, augment=tuple(rec.augment))
+
+
+@keras.saving.register_keras_serializable("keras_classics")
+class Warmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``target`` over ``steps`` steps (Goyal et al. 2017), then ``after``
+    (for schedules that have no ``warmup_steps`` of their own, e.g. PiecewiseConstantDecay)."""
+
+    def __init__(self, after, steps, target):
+        self.after, self.steps, self.target = after, steps, target
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = self.target * (step + 1.0) / float(self.steps)
+        return tf.where(step < self.steps, warm, tf.cast(self.after(step), tf.float32))
+
+    def get_config(self):
+        return {"after": keras.saving.serialize_keras_object(self.after), "steps": self.steps,
+                "target": self.target}
+
+    @classmethod
+    def from_config(cls, config):
+        config["after"] = keras.saving.deserialize_keras_object(config["after"])
+        return cls(**config)
+
+
+def schedule(recipe, base_lr, steps_per_epoch, epochs):
+    """The recipe's learning rate: a Keras schedule of the global step, or a float for
+    "plateau" (changed between epochs by :func:`plateau_update`) and "constant"."""
+    total = epochs * steps_per_epoch
+    warm = int(round(recipe.warmup_epochs * steps_per_epoch))
+    if recipe.schedule == "cosine":
+        if warm:
+            return keras.optimizers.schedules.CosineDecay(
+                0.0, max(1, total - warm), warmup_target=base_lr, warmup_steps=warm)
+        return keras.optimizers.schedules.CosineDecay(base_lr, max(1, total))
+    if recipe.schedule == "step":  # divide by 10 at 50% and 75% of training
+        # PiecewiseConstantDecay keeps a value up to and including its boundary
+        step = keras.optimizers.schedules.PiecewiseConstantDecay(
+            [int(0.5 * total) - 1, int(0.75 * total) - 1],
+            [base_lr, base_lr * 0.1, base_lr * 0.01])
+        return Warmup(step, warm, base_lr) if warm else step
+    return float(base_lr)
+
+
+def plateau_update(recipe, state, val_acc):
+    """AlexNet's rule: divide the learning rate by 10 after ``patience`` epochs without a
+    better validation accuracy. Updates ``state`` ("lr", "best", "wait")."""
+    if val_acc > state["best"] + 1e-4:
+        state["best"], state["wait"] = val_acc, 0
+    else:
+        state["wait"] += 1
+        if state["wait"] >= recipe.patience:
+            state["lr"], state["wait"] = state["lr"] * 0.1, 0
+
+
+def make_optimizer(recipe, learning_rate, loss_scale=False):
+    """The recipe's optimizer (weight decay on kernels only), wrapped in a
+    ``LossScaleOptimizer`` for float16."""
+    if recipe.optimizer == "sgd":
+        opt = keras.optimizers.SGD(learning_rate, momentum=recipe.momentum,
+                                   weight_decay=recipe.weight_decay or None)
+    elif recipe.optimizer == "adam":
+        opt = keras.optimizers.AdamW(learning_rate, weight_decay=recipe.weight_decay) \
+            if recipe.weight_decay else keras.optimizers.Adam(learning_rate)
+    else:
+        raise ValueError(f"unknown optimizer {recipe.optimizer!r}; allowed: sgd, adam")
+    if recipe.weight_decay:  # decay the kernels, not biases or normalization parameters
+        opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "expand_bias",
+                                                 "reduce_bias"])
+    return keras.optimizers.LossScaleOptimizer(opt) if loss_scale else opt

@@ -1,0 +1,294 @@
+"""``train()``: check the call, build the model under the strategy, resume its run, loop over
+epochs, write the run's outputs. The parts live beside it: ``recipes`` (optimizer and
+schedule), ``strategy``, ``loop`` (steps), ``checkpoints`` (lock, settings, TF checkpoints),
+``outputs`` (history, curves, summary, model)."""
+import dataclasses
+import math
+import os
+import signal
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .. import data as data_lib
+from ..registry import model_info, resolve
+from ..weights import weights_info
+from . import checkpoints as ckpt_lib, outputs
+from .loop import StepLoop
+from .recipes import RECIPES, get_recipe, make_optimizer, plateau_update, schedule
+from .strategy import make_strategy, precision, strategy_name, worker_role
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained model, the summary written to
+    ``summary.json`` and the output directory."""
+
+    model: keras.Model
+    summary: dict
+    output: str
+
+
+def _check_count(name, value, minimum=1):
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, recipe="resnet",
+          strategy="auto", mixed_precision=False, jit=False, output="runs/train",
+          image_size=None, seed=0, lr=None, checkpoint_every=20, cpu_replicas=None,
+          data_dir=None, augment=None, verbose=1, model_kwargs=None, data=None,
+          build_model=None, deterministic=False, preprocessing=None, overwrite=False,
+          initial_epoch=0, callbacks=None, steps_per_execution=10):
+    """Train ``model`` (a registry name) on ``dataset``; returns a :class:`TrainResult`.
+
+    Writes, in ``output``: ``checkpoints/`` (TensorFlow checkpoints of model, optimizer and
+    loop state), TensorBoard ``logs/``, ``history.csv``, ``curves.png``, ``model.keras`` and
+    ``summary.json``. Rerunning the same call resumes; a call with other settings (model,
+    data, sizes, recipe and overrides, seed, replicas, precision) is refused unless
+    ``overwrite``. ``data`` (a :class:`keras_classics.data.Data`) replaces ``dataset``;
+    ``build_model(classes, input_shape)`` replaces the registry builder (transfer learning,
+    tuning). Augmentation defaults to the recipe's, except on the digits, which are only
+    cropped. ``preprocessing`` defaults to that of the pretrained weights the model was built
+    with (``model_kwargs={"weights": "imagenet"}``), else "torch". ``initial_epoch`` and
+    ``callbacks`` (Keras callbacks, told each epoch's logs) serve keras-tuner.
+    ``steps_per_execution`` steps run per ``tf.function`` call.
+    """
+    rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, augment=augment)
+    epochs, batch = rec.epochs, rec.batch_size
+    for name, value, minimum in (("image_size", image_size, 1), ("cpu_replicas", cpu_replicas, 1),
+                                 ("steps_per_execution", steps_per_execution, 1),
+                                 ("checkpoint_every", checkpoint_every, 0),
+                                 ("initial_epoch", initial_epoch, 0)):
+        _check_count(name, value, minimum)
+    if initial_epoch >= epochs:
+        raise ValueError(f"initial_epoch {initial_epoch} must be below epochs {epochs}")
+    if preprocessing is not None and preprocessing not in data_lib.MODES:
+        raise ValueError(f"unknown preprocessing {preprocessing!r}; allowed: "
+                         f"{', '.join(data_lib.MODES)}")
+    info = model_info(model) if build_model is None else None
+    image_size = image_size or (info.default_size if info and info.dataset == "cifar" else 32)
+    if info and image_size < info.min_size:
+        raise ValueError(f"{info.name} needs inputs of at least {info.min_size}x{info.min_size}"
+                         f", got --image-size {image_size}")
+    strat = make_strategy(strategy, cpu_replicas)
+    replicas = strat.num_replicas_in_sync
+    if batch % replicas:
+        raise ValueError(f"the global batch size {batch} must be divisible by the "
+                         f"{replicas} replicas")
+    data = data or data_lib.load(dataset, image_size, data_dir, seed)
+    if augment is None and data.name == "digits":  # a flipped digit is another digit
+        rec = dataclasses.replace(rec, augment=("crop",))
+    steps_per_epoch = data.num_train // batch
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch size {batch} is larger than the {data.num_train} training "
+                         "examples")
+    base_lr = lr if lr is not None else rec.lr * batch / RECIPES[recipe].batch_size
+    keras.utils.set_random_seed(seed)
+    if deterministic:  # bitwise-reproducible kernels: resumed and uninterrupted runs agree
+        tf.config.experimental.enable_op_determinism()
+
+    with precision(mixed_precision) as policy, strat.scope():
+        shape = (image_size, image_size, 3)
+        net = build_model(data.num_classes, shape) if build_model else resolve(
+            info.name, (model_kwargs or {}).get("weights")).build(
+            classes=data.num_classes, input_shape=shape, **(model_kwargs or {}))
+        optimizer = make_optimizer(rec, schedule(rec, base_lr, steps_per_epoch, epochs),
+                                   loss_scale=policy == "mixed_float16")
+        optimizer.build(net.trainable_variables)
+    record = weights_info(net)
+    preprocessing = preprocessing or (record.preprocessing if record else "torch")
+    settings = {"model": info.name if info else net.name, "dataset": data.name,
+                "num_train": data.num_train, "image_size": image_size,
+                "preprocessing": preprocessing, "seed": seed, "replicas": replicas,
+                "precision": policy, "learning_rate": base_lr,
+                "model_kwargs": {k: v for k, v in (model_kwargs or {}).items()},
+                **{f"recipe.{k}": v for k, v in dataclasses.asdict(rec).items()}}
+    settings = _jsonable(settings)
+
+    # Everything above only read; the output directory is created now, and locked.
+    task_type, task_id, chief = worker_role()
+    os.makedirs(output, exist_ok=True)
+    held = ckpt_lib.lock(output) if chief else None
+    try:
+        if overwrite and chief:
+            ckpt_lib.clear(output)
+        ckpts = ckpt_lib.Checkpoints(output, net, optimizer, chief)
+        state = {"settings": settings, "epoch": initial_epoch, "step": 0,
+                 "global_step": initial_epoch * steps_per_epoch, "lr": base_lr, "best": -1.0,
+                 "wait": 0, "history": [], "train_seconds": 0.0, "images": 0,
+                 "epoch_sums": [0.0, 0.0, 0]}
+        latest = ckpts.latest()
+        if latest:
+            saved = ckpts.peek(latest)
+            diff = ckpt_lib.differences(saved.get("settings", {}), settings)
+            if diff:
+                raise ckpt_lib.RunMismatch(
+                    f"{output} holds a run with other settings:\n  " + "\n  ".join(diff) +
+                    "\nrerun with the same settings to resume it, or use a new --output or "
+                    "--overwrite to start afresh")
+            ckpts.restore(latest)
+            state = saved
+            if verbose and chief:
+                print(f"resuming from {latest}: epoch {state['epoch'] + 1}, "
+                      f"step {state['step']}")
+        else:
+            optimizer.iterations.assign(state["global_step"])
+        if rec.schedule == "plateau":
+            optimizer.learning_rate = state["lr"]
+        try:
+            return _run(net, optimizer, ckpts, state, strat, data, rec, settings, output,
+                        chief=chief, task=(task_type, task_id), batch=batch, seed=seed,
+                        steps_per_epoch=steps_per_epoch, preprocessing=preprocessing,
+                        jit=jit, checkpoint_every=checkpoint_every, verbose=verbose,
+                        callbacks=callbacks or [], record=record, base_lr=base_lr,
+                        steps_per_execution=steps_per_execution)
+        except tf.errors.InvalidArgumentError:
+            bad = data.unreadable()
+            if bad:
+                raise ValueError(f"{bad[0]}: not a readable image ({bad[1]}); remove it and "
+                                 "rerun: the run resumes from its last checkpoint") from None
+            raise
+    finally:
+        if held:
+            held.release()
+
+
+def _jsonable(value):
+    import json
+
+    return json.loads(json.dumps(value))
+
+
+def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, chief, task,
+         batch, seed, steps_per_epoch, preprocessing, jit, checkpoint_every, verbose,
+         callbacks, record, base_lr, steps_per_execution):
+    epochs = rec.epochs
+    loop = StepLoop(strat, net, optimizer, batch, rec.aux_weight, jit)
+    # TensorBoard scalars by hand: keras.callbacks.TensorBoard reads ``model.optimizer``,
+    # which only compile() sets. Same layout as the callback's: logs/train, logs/validation.
+    log_dir = os.path.join(output, "logs") if chief else tempfile.mkdtemp()
+    writers = {k: tf.summary.create_file_writer(os.path.join(log_dir, k))
+               for k in ("train", "validation")}
+    cbs = keras.callbacks.CallbackList(list(callbacks) if chief else [], model=net)
+
+    def save():
+        loop.sync_stats()
+        ckpts.save(state, state["global_step"])
+
+    def evaluate(split):
+        ds = data.pipeline(split, batch, seed=seed, preprocessing=preprocessing)
+        return loop.evaluate(strat.experimental_distribute_dataset(ds))
+
+    interrupted = {"flag": False}
+    previous = signal.signal(signal.SIGINT, lambda *a: interrupted.__setitem__("flag", True))
+    cbs.on_train_begin()
+    try:
+        while state["epoch"] < epochs:
+            epoch = state["epoch"]
+            cbs.on_epoch_begin(epoch)
+            ds = data.pipeline("train", batch, epoch=epoch, seed=seed, augment=rec.augment,
+                               drop_remainder=True, skip_batches=state["step"],
+                               preprocessing=preprocessing)
+            iterator = iter(strat.experimental_distribute_dataset(ds))
+            bar = keras.utils.Progbar(steps_per_epoch, verbose=verbose if chief else 0,
+                                      stateful_metrics=["lr"])
+            if chief and verbose:
+                print(f"Epoch {epoch + 1}/{epochs}")
+            bar.update(state["step"])
+            sums = state["epoch_sums"]
+            t0 = time.perf_counter()
+            while state["step"] < steps_per_epoch:
+                n = min(steps_per_execution, steps_per_epoch - state["step"])
+                if checkpoint_every:
+                    n = min(n, checkpoint_every - state["step"] % checkpoint_every)
+                lr_now = float(optimizer.learning_rate)
+                loss_sum, correct, bad = loop.train(iterator, n)
+                if bad >= 0:
+                    last = ckpts.latest()
+                    raise TrainingDiverged(
+                        f"the loss became {'nan' if math.isnan(loss_sum) else 'inf'} at epoch "
+                        f"{epoch + 1}, step {state['step'] + bad + 1} (learning rate "
+                        f"{lr_now:.3g}); stopped without saving, the last good checkpoint is "
+                        f"{last or 'none'}. Lower the learning rate (--lr) and rerun")
+                state["step"] += n
+                state["global_step"] += n
+                state["images"] += n * batch
+                sums[0] += loss_sum
+                sums[1] += correct
+                sums[2] += n * batch
+                bar.update(state["step"], [("loss", loss_sum / n),
+                                           ("accuracy", correct / (n * batch)),
+                                           ("lr", lr_now)])
+                if interrupted["flag"]:
+                    raise KeyboardInterrupt
+                if checkpoint_every and state["step"] % checkpoint_every == 0 and \
+                        state["step"] < steps_per_epoch:
+                    state["train_seconds"] += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    save()
+            state["train_seconds"] += time.perf_counter() - t0
+            loop.sync_stats()
+            val_loss, val_acc = evaluate("val")
+            row = {"epoch": epoch + 1, "loss": sums[0] / max(state["step"], 1),
+                   "accuracy": sums[1] / max(sums[2], 1), "val_loss": val_loss,
+                   "val_accuracy": val_acc, "lr": float(optimizer.learning_rate)}
+            state["history"].append(row)
+            if rec.schedule == "plateau":
+                plateau_update(rec, state, val_acc)
+                optimizer.learning_rate = state["lr"]
+            if chief and verbose:
+                print(f"  val_loss {val_loss:.4f}  val_accuracy {val_acc:.4f}")
+            state.update(epoch=epoch + 1, step=0, epoch_sums=[0.0, 0.0, 0])
+            save()
+            for key, value in row.items():
+                if key != "epoch":
+                    split = "validation" if key.startswith("val_") else "train"
+                    with writers[split].as_default():
+                        tf.summary.scalar("epoch_" + key.removeprefix("val_"), value,
+                                          step=epoch + 1)
+            cbs.on_epoch_end(epoch, {k: v for k, v in row.items() if k != "epoch"})
+            if chief:
+                outputs.write_history(state["history"], output)
+    except KeyboardInterrupt:
+        save()
+        raise KeyboardInterrupt(f"interrupted: progress saved to {ckpts.directory}; rerun the "
+                                "same command to continue") from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for w in writers.values():
+            w.close()
+    cbs.on_train_end()
+
+    test_loss, test_acc = evaluate("test")
+    history = state["history"]
+    summary = {
+        "model": net.name, "dataset": data.name, "recipe": rec.name, "epochs": epochs,
+        "batch_size": batch, "image_size": settings["image_size"], "learning_rate": base_lr,
+        "preprocessing": preprocessing, "pretrained": record.name if record else None,
+        "best_val_accuracy": max((h["val_accuracy"] for h in history), default=None),
+        "final_val_accuracy": history[-1]["val_accuracy"] if history else None,
+        "test_accuracy": test_acc, "test_loss": test_loss,
+        "wall_time_s": state["train_seconds"],
+        "images_per_second": state["images"] / max(state["train_seconds"], 1e-9),
+        "strategy": strategy_name(strat), "replicas": settings["replicas"],
+        "precision": settings["precision"], "jit": bool(jit), "params": net.count_params(),
+        "weights_checksum": float(sum(np.abs(v.numpy()).sum() for v in net.weights)),
+    }
+    if chief:
+        outputs.save_model(net, output)
+        outputs.plot_history(history, os.path.join(output, "curves.png"))
+    task_type, task_id = task
+    outputs.write_summary(summary, os.path.join(output, "summary.json" if chief else
+                                                f"summary_{task_type}_{task_id}.json"))
+    return TrainResult(net, summary, output)
