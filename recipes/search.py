@@ -196,7 +196,7 @@ def _check_settings(project, settings, overwrite):
         return
     with open(path) as f:
         saved = json.load(f)
-    diff = differences(saved, json.loads(json.dumps(settings)))
+    diff = differences(saved, json.loads(json.dumps(settings)), "in settings.json")
     if diff:
         raise ValueError(f"{project} holds a search with other settings:\n  " +
                          "\n  ".join(diff) + "\nrerun with the same settings to resume it, "
@@ -207,6 +207,7 @@ def _search(hm, data, recipe, tuner, settings, directory, project, overwrite, ex
     _check_settings(project, settings, overwrite)
     t = make_tuner(tuner, hm, directory, recipe, settings["max_trials"],
                    overwrite=overwrite, epochs=hm.epochs)
+    os.makedirs(project, exist_ok=True)
     with open(os.path.join(project, "settings.json"), "w") as f:
         json.dump(settings, f, indent=1)
     if overwrite:  # keras-tuner removed the search; our retrained best goes with it

@@ -279,10 +279,9 @@ def test_export_serves_the_preprocessing_the_model_was_trained_with(tmp_path):
     from keras_classics import training
 
     out = tmp_path / "run"
-    summary = training.train("wrn_10_1", epochs=1, batch_size=32, image_size=16,
-                             output=str(out), verbose=0, preprocessing="caffe")
+    model = training.train("wrn_10_1", epochs=1, batch_size=32, image_size=16,
+                           output=str(out), verbose=0, preprocessing="caffe").model
     assert json.loads((out / "summary.json").read_text())["preprocessing"] == "caffe"
-    model = summary["model_object"]
     tool = [sys.executable, str(ROOT / "tools" / "export.py"), str(out / "model.keras"),
             "--out", str(tmp_path / "serve")]
     res = subprocess.run(tool, capture_output=True, text=True, env=ENV, timeout=600)

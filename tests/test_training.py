@@ -315,6 +315,7 @@ def test_a_second_training_on_the_same_output_is_refused(tmp_path):
         assert not (tmp_path / "checkpoints").exists()
     finally:
         holder.kill()
+        holder.wait()
 
 
 def load_tool(name):

@@ -38,9 +38,9 @@ def lock(output):
     return held
 
 
-def differences(saved, current):
-    """Lines naming each setting that differs between a checkpoint and this call."""
-    return [f"{k}: {saved.get(k)!r} in the checkpoint, {current.get(k)!r} now"
+def differences(saved, current, where="in the checkpoint"):
+    """Lines naming each setting that differs between a saved run and this call."""
+    return [f"{k}: {saved.get(k)!r} {where}, {current.get(k)!r} now"
             for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
 
 
