@@ -1,4 +1,5 @@
 """Transfer learning: stages by name, the regimes, the offline experiment, bad input."""
+import json
 import os
 import subprocess
 import sys
@@ -70,7 +71,8 @@ def test_fine_tune_two_phases_and_lower_lr(tmp_path):
     assert full["lr"] == pytest.approx(head["lr"] / 10)
     assert full["trainable_params"] > head["trainable_params"]
     assert res["model_object"].output_shape == (None, 2)
-    assert pre["test_accuracy"] >= 0
+    saved = json.loads((tmp_path / "pre" / "summary.json").read_text())
+    assert saved["test_accuracy"] == pre.summary["test_accuracy"]
 
 
 def test_bad_input(tmp_path):
