@@ -1,6 +1,7 @@
 """bench/run.py --quick as a smoke test: it runs and produces every row (no timing asserted),
 and the oneDNN profile parser on real verbose lines."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+import pytest  # noqa: E402
 import where_time_goes  # noqa: E402
 
 
@@ -71,3 +73,19 @@ def test_profile_parser_on_onednn_verbose_lines():
     assert prims == [("reorder", 0.25, None),
                      ("convolution kxk", 9.5, 2 * 32 * 64 * 112 * 112 * 3 * 7 * 7),
                      ("convolution 1x1 +residual add", 2.0, 2 * 4 * 256 * 56 * 56 * 32)]
+
+
+def test_loop_vs_fit_quick_reports_consistent_figures(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "loop_vs_fit.py"), "--quick",
+                             "--out", str(tmp_path)], capture_output=True, text=True, env=env,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "loop_vs_fit.json").read_text())
+    rows = {r["loop"]: r for r in report["rows"]}
+    assert set(rows) == {"model.fit", "ours, 1 steps per call", "ours, 10 steps per call"}
+    fit = rows["model.fit"]["images_per_second"]
+    for r in rows.values():  # one round: the paired ratio is the ratio of the two speeds
+        assert math.isfinite(r["images_per_second"]) and r["images_per_second"] > 0
+        assert r["ratio_to_fit"] == pytest.approx(r["images_per_second"] / fit, rel=1e-9)
+    assert "| ours, 10 steps per call |" in (tmp_path / "loop_vs_fit.md").read_text()

@@ -252,22 +252,23 @@ def test_folder_dataset_bad_files_are_named(tmp_path):
                        image_size=16, output=str(tmp_path / "run"), verbose=0)
 
 
-def test_rerun_with_other_settings_is_refused_until_overwrite(tmp_path):
-    out = str(tmp_path / "run")
-    first = run(SMALL + ["--epochs", "1", "--output", out])
-    assert first.returncode == 0, first.stderr
-    changed = run(SMALL + ["--epochs", "1", "--batch-size", "16", "--image-size", "20",
-                           "--output", out])
-    assert changed.returncode == 2
+def test_rerun_with_other_settings_is_refused_until_overwrite(tmp_path, capsys):
+    train_tool = load_tool("train")
+    out = tmp_path / "run"
+    args = SMALL + ["--epochs", "1", "--output", str(out)]
+    assert train_tool.main(args) == 0
+    changed = args + ["--batch-size", "16", "--image-size", "20"]
+    with pytest.raises(SystemExit) as exit_:
+        train_tool.main(changed)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
     for line in ("image_size: 16 in the checkpoint, 20 now",
                  "recipe.batch_size: 32 in the checkpoint, 16 now", "--overwrite"):
-        assert line in changed.stderr, changed.stderr
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["batch_size"] == 32
-    fresh = run(SMALL + ["--epochs", "1", "--batch-size", "16", "--image-size", "20",
-                         "--output", out, "--overwrite"])
-    assert fresh.returncode == 0, fresh.stderr
-    assert "resuming" not in fresh.stdout
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+        assert line in err, err
+    assert json.loads((out / "summary.json").read_text())["batch_size"] == 32
+    assert train_tool.main(changed + ["--overwrite"]) == 0
+    assert "resuming" not in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
     assert (summary["batch_size"], summary["image_size"]) == (16, 20)
 
 
@@ -285,20 +286,25 @@ def corrupt(directory, how):
     return str(index)[:-len(".index")]
 
 
-@pytest.mark.parametrize("how", ["bit-flip", "truncated", "empty"])
-def test_corrupt_checkpoint_is_a_clear_error_and_assigns_nothing(tmp_path, how):
-    kw = dict(epochs=2, batch_size=32, image_size=16, verbose=0, output=str(tmp_path))
-    training.train("wrn_10_1", **kw, checkpoint_every=0, steps_per_execution=100)
-    prefix = corrupt(tmp_path / "checkpoints", how)
-    with pytest.raises(training.CorruptCheckpoint, match=f"{prefix}: damaged or incomplete"):
-        training.train("wrn_10_1", **kw)
-    net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    before = [w.copy() for w in net.get_weights()]
-    ckpts = training.checkpoints.Checkpoints(str(tmp_path), net, keras.optimizers.SGD())
-    with pytest.raises(training.CorruptCheckpoint):
-        ckpts.peek(prefix)
-    for a, b in zip(before, net.get_weights()):
-        np.testing.assert_array_equal(a, b)
+def test_corrupt_checkpoint_is_a_clear_error_and_assigns_nothing(tmp_path):
+    import shutil
+
+    kw = dict(epochs=2, batch_size=32, image_size=16, verbose=0)
+    training.train("wrn_10_1", **kw, output=str(tmp_path / "good"), checkpoint_every=0,
+                   steps_per_execution=100)
+    for how in ("bit-flip", "truncated", "empty"):
+        out = tmp_path / how
+        shutil.copytree(tmp_path / "good" / "checkpoints", out / "checkpoints")
+        prefix = corrupt(out / "checkpoints", how)
+        with pytest.raises(training.CorruptCheckpoint, match=f"{prefix}: damaged or incomplete"):
+            training.train("wrn_10_1", **kw, output=str(out))
+        net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        before = [w.copy() for w in net.get_weights()]
+        ckpts = training.checkpoints.Checkpoints(str(out), net, keras.optimizers.SGD())
+        with pytest.raises(training.CorruptCheckpoint):
+            ckpts.peek(prefix)
+        for x, y in zip(before, net.get_weights()):  # peek assigns nothing
+            np.testing.assert_array_equal(x, y)
 
 
 def test_a_second_training_on_the_same_output_is_refused(tmp_path):
@@ -332,6 +338,7 @@ def load_tool(name):
     (["--epochs", "-1"], "--epochs: must be a positive integer, got -1"),
     (["--image-size", "0"], "--image-size: must be a positive integer, got 0"),
     (["--batch-size", "0"], "--batch-size: must be a positive integer"),
+    (["--lr", "nan"], "--lr: must be a positive finite number, got nan"),
     (["--augment", "crop,blur"], "unknown augmentation ['blur']"),
     (["--set", "depthh=3"], "depthh"),
 ])

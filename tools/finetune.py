@@ -16,7 +16,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from keras_classics import data as data_lib, transfer  # noqa: E402
-from keras_classics.cli import positive_int  # noqa: E402
+from keras_classics.cli import positive_float, positive_int  # noqa: E402
 
 
 def main(argv=None):
@@ -30,8 +30,8 @@ def main(argv=None):
     p.add_argument("--regime", default="auto", choices=transfer.REGIMES)
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--head-epochs", type=positive_int)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-factor", type=float, default=10.0)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--lr-factor", type=positive_float, default=10.0)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--image-size", type=positive_int)
     p.add_argument("--per-class", type=positive_int, help="keep at most this many training examples "

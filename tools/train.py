@@ -18,7 +18,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from keras_classics import training  # noqa: E402
-from keras_classics.cli import non_negative_int, positive_int  # noqa: E402
+from keras_classics.cli import non_negative_int, positive_float, positive_int  # noqa: E402
 
 
 def main(argv=None):
@@ -38,7 +38,7 @@ def main(argv=None):
     p.add_argument("--jit", action="store_true", help="XLA-compile the training step")
     p.add_argument("--output", default="runs/train")
     p.add_argument("--image-size", type=positive_int)
-    p.add_argument("--lr", type=float, help="override the recipe's (scaled) learning rate")
+    p.add_argument("--lr", type=positive_float, help="override the recipe's (scaled) learning rate")
     p.add_argument("--augment", help="comma-separated: crop, flip, pca ('' for none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=non_negative_int, default=20,

@@ -71,6 +71,8 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
                                  ("checkpoint_every", checkpoint_every, 0),
                                  ("initial_epoch", initial_epoch, 0)):
         _check_count(name, value, minimum)
+    if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < math.inf):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     if initial_epoch >= epochs:
         raise ValueError(f"initial_epoch {initial_epoch} must be below epochs {epochs}")
     if preprocessing is not None and preprocessing not in data_lib.MODES:
