@@ -9,6 +9,7 @@ under MultiWorkerMirroredStrategy); this measures what that costs on one device.
 Writes OUT/loop_vs_fit.md and OUT/loop_vs_fit.json.
 """
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -66,7 +67,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     size, batch, repeat, rounds = (32, 64, 1, 1) if args.quick else (32, 64, 4, args.rounds)
     fns, images = contenders(size, batch, repeat, (1, 10))
-    times = interleaved(fns, rounds)
+    # As timeit does: Python's garbage collector runs between timed calls, not inside them
+    # (a collection of the process's Keras objects costs seconds and lands on whichever
+    # contender happens to trigger it).
+    gc.disable()
+    try:
+        times = interleaved(fns, rounds, before=gc.collect)
+    finally:
+        gc.enable()
     rows = []
     for name in fns:
         ratio = speedup(times, name, "model.fit")

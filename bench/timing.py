@@ -8,12 +8,12 @@ import numpy as np
 import tensorflow as tf
 
 
-def interleaved(fns, rounds, calls=1):
+def interleaved(fns, rounds, calls=1, before=None):
     """Time every ``fns[key]()`` ``calls`` times per round, the keys taking turns in each of
     ``rounds`` rounds (so drift in the machine hits all alike), in reversed order every
     other round (so no key always runs right after the same neighbour). Each is called once
-    first (tracing, warm-up). Returns ``{key: [seconds per call, one per round]}`` (the median of
-    the round's calls)."""
+    first (tracing, warm-up). ``before()``, if given, runs untimed before every timed call.
+    Returns ``{key: [seconds per call, one per round]}`` (the median of the round's calls)."""
     for f in fns.values():
         f()
     times = {k: [] for k in fns}
@@ -21,6 +21,8 @@ def interleaved(fns, rounds, calls=1):
         for k, f in list(fns.items())[::-1 if r % 2 else 1]:
             per_call = []
             for _ in range(calls):
+                if before:
+                    before()
                 t = time.perf_counter()
                 f()
                 per_call.append(time.perf_counter() - t)

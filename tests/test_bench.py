@@ -14,12 +14,17 @@ import pytest  # noqa: E402
 import where_time_goes  # noqa: E402
 
 
+def quick(script, out):
+    """Run ``bench/SCRIPT --quick --out OUT``; it must exit 0."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick", "--out",
+                             str(out)], capture_output=True, text=True, env=env, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_bench_quick_produces_every_row(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick",
-                             "--out", str(tmp_path)], capture_output=True, text=True, env=env,
-                            timeout=1200)
-    assert result.returncode == 0, result.stderr[-3000:]
+    quick("run.py", tmp_path)
     report = json.loads((tmp_path / "results.json").read_text())
     assert set(report["models"]) == {"vgg16", "resnet50", "densenet121"}
     table = (tmp_path / "results.md").read_text()
@@ -76,11 +81,7 @@ def test_profile_parser_on_onednn_verbose_lines():
 
 
 def test_loop_vs_fit_quick_reports_consistent_figures(tmp_path):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "loop_vs_fit.py"), "--quick",
-                             "--out", str(tmp_path)], capture_output=True, text=True, env=env,
-                            timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
+    quick("loop_vs_fit.py", tmp_path)
     report = json.loads((tmp_path / "loop_vs_fit.json").read_text())
     rows = {r["loop"]: r for r in report["rows"]}
     assert set(rows) == {"model.fit", "ours, 1 steps per call", "ours, 10 steps per call"}

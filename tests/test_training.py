@@ -184,8 +184,8 @@ def test_recipes_follow_the_papers():
     assert [float(step(s)) for s in (0, 9, 10, 49, 50, 74, 75)] == pytest.approx(
         [0.01, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001])
     cosine = training.schedule(training.RECIPES["resnet"], 0.1, 10, 10)
-    assert [float(cosine(s)) for s in (5, 10, 55, 100)] == pytest.approx(
-        [0.05, 0.1, 0.05, 0.0], abs=1e-6)
+    assert [float(cosine(s)) for s in (0, 5, 9, 10, 55, 100)] == pytest.approx(
+        [0.01, 0.06, 0.1, 0.1, 0.05, 0.0], abs=1e-6)
 
 
 def test_aux_losses_weighted_0_3():

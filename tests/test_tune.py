@@ -59,7 +59,8 @@ def test_unknown_recipe_and_out_of_range_values():
         recipes.get("norm")(digits, epochs=0)
     bad = subprocess.run(TUNE + ["norm", "--max-trials", "0", "--directory", "/tmp/x"],
                          capture_output=True, text=True, env=ENV, timeout=300)
-    assert bad.returncode == 2 and "max_trials must be a positive int" in bad.stderr
+    assert bad.returncode == 2 and "--max-trials: must be a positive integer, got 0" in \
+        bad.stderr
 
 
 def test_budget_skips_configurations_over_it():

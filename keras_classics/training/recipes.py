@@ -67,20 +67,23 @@ def get_recipe(name, **overrides):
 
 @keras.saving.register_keras_serializable("keras_classics")
 class Warmup(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to ``target`` over ``steps`` steps (Goyal et al. 2017), then ``after``
-    (for schedules that have no ``warmup_steps`` of their own, e.g. PiecewiseConstantDecay)."""
+    """Linear warm-up over ``steps`` steps to ``target`` (Goyal et al. 2017: step ``s`` gets
+    ``target * (s + 1) / steps``), then ``after(step - offset)``. Keras' own
+    ``CosineDecay(warmup_steps=...)`` starts its ramp at ``initial_learning_rate`` (a wasted
+    step at 0) and ``PiecewiseConstantDecay`` has no warm-up."""
 
-    def __init__(self, after, steps, target):
-        self.after, self.steps, self.target = after, steps, target
+    def __init__(self, after, steps, target, offset=0):
+        self.after, self.steps, self.target, self.offset = after, steps, target, offset
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         warm = self.target * (step + 1.0) / float(self.steps)
-        return tf.where(step < self.steps, warm, tf.cast(self.after(step), tf.float32))
+        rest = tf.cast(self.after(tf.maximum(step - self.offset, 0.0)), tf.float32)
+        return tf.where(step < self.steps, warm, rest)
 
     def get_config(self):
         return {"after": keras.saving.serialize_keras_object(self.after), "steps": self.steps,
-                "target": self.target}
+                "target": self.target, "offset": self.offset}
 
     @classmethod
     def from_config(cls, config):
@@ -93,11 +96,9 @@ def schedule(recipe, base_lr, steps_per_epoch, epochs):
     "plateau" (changed between epochs by :func:`plateau_update`) and "constant"."""
     total = epochs * steps_per_epoch
     warm = int(round(recipe.warmup_epochs * steps_per_epoch))
-    if recipe.schedule == "cosine":
-        if warm:
-            return keras.optimizers.schedules.CosineDecay(
-                0.0, max(1, total - warm), warmup_target=base_lr, warmup_steps=warm)
-        return keras.optimizers.schedules.CosineDecay(base_lr, max(1, total))
+    if recipe.schedule == "cosine":  # from the end of the warm-up to the end of training
+        cosine = keras.optimizers.schedules.CosineDecay(base_lr, max(1, total - warm))
+        return Warmup(cosine, warm, base_lr, offset=warm) if warm else cosine
     if recipe.schedule == "step":  # divide by 10 at 50% and 75% of training
         # PiecewiseConstantDecay keeps a value up to and including its boundary
         step = keras.optimizers.schedules.PiecewiseConstantDecay(
