@@ -98,12 +98,14 @@ def transfer_model(backbone, classes, trainable_stages, dropout=0.2):
 def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10,
               head_epochs=None, lr=1e-3, lr_factor=10.0, batch_size=32, image_size=None,
               output="runs/finetune", strategy="default", data=None, verbose=0, seed=0,
-              preprocessing=None):
+              preprocessing=None, overwrite=False):
     """Fine-tune ``backbone`` (a registry name with ``weights``, or a ``.keras`` classifier) on
     ``dataset``/``data``; returns a summary with the regime used, per-phase results and the
     final model (``model_object``). Phase 1 trains the head for ``head_epochs`` (default
     ``epochs``); phase 2 (medium, large) trains the unfrozen stages for ``epochs`` more at
-    ``lr / lr_factor``. Adam is used in both phases.
+    ``lr / lr_factor``. Adam is used in both phases. Each phase is a training run in
+    ``output/phase_<name>``: rerunning resumes it, other settings are refused unless
+    ``overwrite``.
 
     Images reach the backbone preprocessed as its weights need: the mode of its pretrained
     record (``weights="imagenet"``: "caffe" for Keras' ResNet50, "tf" for ResNetV2 and
@@ -154,7 +156,7 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
             data=data, build_model=build(stages, start), epochs=n_epochs,
             batch_size=batch_size, image_size=data.image_size, recipe="adam", lr=phase_lr,
             strategy=strategy, output=os.path.join(output, f"phase_{name}"), verbose=verbose,
-            seed=seed, augment=(), preprocessing=preprocessing)
+            seed=seed, augment=(), preprocessing=preprocessing, overwrite=overwrite)
         model, summary = run.model, run.summary
         start = model.get_weights()
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)

@@ -38,6 +38,8 @@ def main(argv=None):
                                                   "per class (array datasets such as digits)")
     p.add_argument("--strategy", default="default")
     p.add_argument("--output", default="runs/finetune")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard previous runs in --output instead of resuming them")
     p.add_argument("--export", help="write the fine-tuned model as a SavedModel here")
     p.add_argument("--experiment", action="store_true",
                    help="run the digits 0-4 -> 5-9 comparison of the regimes")
@@ -66,7 +68,7 @@ def main(argv=None):
             epochs=args.epochs, head_epochs=args.head_epochs, lr=args.lr,
             lr_factor=args.lr_factor, batch_size=args.batch_size, image_size=args.image_size,
             output=args.output, strategy=args.strategy, data=data, verbose=1,
-            preprocessing=args.preprocessing)
+            preprocessing=args.preprocessing, overwrite=args.overwrite)
     except ValueError as err:
         p.error(str(err))
     model = summary.pop("model_object")

@@ -3,6 +3,7 @@ epochs, write the run's outputs. The parts live beside it: ``recipes`` (optimize
 schedule), ``strategy``, ``loop`` (steps), ``checkpoints`` (lock, settings, TF checkpoints),
 ``outputs`` (history, curves, summary, model)."""
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -167,8 +168,6 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
 
 
 def _jsonable(value):
-    import json
-
     return json.loads(json.dumps(value))
 
 
