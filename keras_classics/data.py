@@ -217,7 +217,7 @@ def first_unreadable(paths):
     None (used to name the file behind a decoding error in a pipeline)."""
     for path in paths:
         try:
-            tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+            _decode(path, None)
         except (tf.errors.OpError, ValueError) as err:
             return path, err.message.splitlines()[0] if hasattr(err, "message") else str(err)
     return None

@@ -10,11 +10,10 @@ import json
 import os
 import time
 
-import filelock
 import keras_tuner as kt
 
 from keras_classics import training
-from keras_classics.training.checkpoints import differences
+from keras_classics.training.checkpoints import differences, lock
 
 TUNERS = {"random": kt.RandomSearch, "hyperband": kt.Hyperband,
           "bayesian": kt.BayesianOptimization, "grid": kt.GridSearch}
@@ -176,17 +175,12 @@ def run(recipe_cls, data, recipe, tuner="random", max_trials=None, epochs=None,
                    epochs=hm.epochs).search(verbose=0)
         return None
     os.makedirs(directory, exist_ok=True)
-    lock = filelock.FileLock(os.path.join(directory, f".{recipe}.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        raise ValueError(f"another search is running in {project} (it holds {lock.lock_file})"
-                         "; wait for it or use another --directory") from None
+    held = lock(project, os.path.join(directory, f".{recipe}.lock"), "search", "--directory")
     try:
         return _search(hm, data, recipe, tuner, settings, directory, project, overwrite,
                        export_dir)
     finally:
-        lock.release()
+        held.release()
 
 
 def _check_settings(project, settings, overwrite):

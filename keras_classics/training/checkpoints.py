@@ -26,15 +26,16 @@ class CorruptCheckpoint(ValueError):
     """A checkpoint that cannot be read completely; nothing was assigned from it."""
 
 
-def lock(output):
-    """Hold ``OUTPUT/.lock`` for the run: a second training on the same output is refused."""
-    path = os.path.join(output, ".lock")
+def lock(output, path=None, what="training", option="--output"):
+    """Hold ``path`` (default ``OUTPUT/.lock``) for a run: a second ``what`` on the same
+    ``output`` is refused, naming the lock and the ``option`` to change."""
+    path = path or os.path.join(output, ".lock")
     held = filelock.FileLock(path)
     try:
         held.acquire(timeout=0)
     except filelock.Timeout:
-        raise ValueError(f"another training is running in {output} (it holds {path}); wait "
-                         "for it to finish or use another --output") from None
+        raise ValueError(f"another {what} is running in {output} (it holds {path}); wait "
+                         f"for it to finish or use another {option}") from None
     return held
 
 
