@@ -66,6 +66,39 @@ def saved_model_fn(model, directory, x, dtype=None):
     return lambda: served(images=x)["scores"].numpy()
 
 
+def torch_fns(x):
+    """What a user would pick instead: torchvision's ResNet-50 on the same batch, channels-last
+    under ``torch.inference_mode``, in fp32, in bfloat16, and in bfloat16 traced and frozen
+    with ``torch.jit`` (oneDNN's fused kernels). Needs torch and torchvision (the test
+    extra); {} without them."""
+    try:
+        import torch
+
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                        "tests"))
+        from torch_models import torchvision_models  # torchvision's models on the CPU torch
+        models = torchvision_models()
+    except ImportError:
+        return {}
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    images = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()).contiguous(
+        memory_format=torch.channels_last)
+    fp32 = models.resnet50().eval().to(memory_format=torch.channels_last)
+    bf16 = models.resnet50().eval().to(torch.bfloat16,
+                                                   memory_format=torch.channels_last)
+    with torch.inference_mode():
+        frozen = torch.jit.freeze(torch.jit.trace(bf16, images.to(torch.bfloat16)))
+
+    def run(model, inputs):
+        def call():
+            with torch.inference_mode():
+                return model(inputs).float().numpy()
+        return call
+    return {"torch_fp32": run(fp32, images),
+            "torch_bf16": run(bf16, images.to(torch.bfloat16)),
+            "torch_bf16_jit": run(frozen, images.to(torch.bfloat16))}
+
+
 def keras_twin(name, ours):
     """keras.applications' model of the same architecture, with ``ours``' weights."""
     twin = KERAS_APPS[name](weights=None, input_shape=ours.input_shape[1:])
@@ -98,6 +131,8 @@ def bench_model(name, size, batch, train_batch, rounds, peaks):
                "fast_folded": inference_fn(fast, xs[batch]),
                "fast_saved_model": saved_model_fn(ours, os.path.join(d, "fast"), xs[batch],
                                                   fast_dtype())}
+        if name == "resnet50":
+            fns.update(torch_fns(xs[batch]))
         b32 = interleaved(fns, rounds)
         agree = float(np.mean(np.argmax(fns["fast_folded"](), -1) ==
                               np.argmax(fns["ours"](), -1)))
@@ -122,6 +157,12 @@ def bench_model(name, size, batch, train_batch, rounds, peaks):
         # the best any bf16 implementation could do: every multiply-add at the bf16 peak
         "bf16 at peak/keras fp32 (bound)": (keras_t / (2 * macs * batch / peaks["bf16"]),) * 3,
     }
+    torch_keys = [k for k in b32 if k.startswith("torch_")]
+    if torch_keys:  # our fast path against each PyTorch path, and against the best of them
+        for k in torch_keys:
+            ratios[f"bf16 folded/{k.replace('_', ' ', 1)}"] = speedup(b32, "fast_folded", k)
+        best = min(torch_keys, key=lambda k: med[k])
+        ratios["bf16 folded/best torch"] = speedup(b32, "fast_folded", best)
     achieved = {"achieved/peak fp32 (ours)": 2 * macs * batch / med["ours"] / peaks["fp32"],
                 "achieved/peak bf16 (bf16 folded)":
                     2 * macs * batch / med["fast_folded"] / peaks["bf16"]}
@@ -130,6 +171,7 @@ def bench_model(name, size, batch, train_batch, rounds, peaks):
             "throughput_img_s": {k: batch / v for k, v in med.items()},
             "train_img_s": {k: train_batch / statistics.median(v) for k, v in train.items()},
             "ratios": ratios, "achieved_over_peak": achieved,
+            "best_torch": best if torch_keys else None,
             "bf16_top1_agreement_random_weights": agree}  # untrained: near ties; see digits
 
 
@@ -236,9 +278,11 @@ def markdown(report):
              f"sweep): fp32 {peaks['fp32']:.0f} GFLOP/s ({report['peak_kernel']['fp32']}), bf16 "
              f"{peaks['bf16']:.0f} GFLOP/s ({report['peak_kernel']['bf16']}).", "",
              "| ratio | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
-    for k in report["models"][models[0]]["ratios"]:
-        lines.append(f"| {k} | " + " | ".join(fmt(report["models"][m]["ratios"][k])
-                                              for m in models) + " |")
+    keys = list(dict.fromkeys(k for m in models for k in report["models"][m]["ratios"]))
+    for k in keys:  # the PyTorch rows are ResNet-50's only
+        lines.append(f"| {k} | " + " | ".join(
+            fmt(report["models"][m]["ratios"][k]) if k in report["models"][m]["ratios"]
+            else "–" for m in models) + " |")
     for k in report["models"][models[0]]["achieved_over_peak"]:
         lines.append(f"| {k} | " + " | ".join(
             f"{report['models'][m]['achieved_over_peak'][k]:.2f}" for m in models) + " |")

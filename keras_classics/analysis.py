@@ -221,11 +221,23 @@ def _dtype_bytes(dtype):
         else 2
 
 
+# Keras has no public way to re-run a functional graph on inputs of another shape with a
+# function per operation: the two private calls below are kept here, and
+# tests/test_analysis.py pins the Keras version they were checked against.
+KERAS_CHECKED = "3.15"
+
+
 def _graph(model):
     """The functional graph of a Functional or (built) Sequential model, else None."""
     if isinstance(model, keras.Sequential):
         model = getattr(model, "_functional", None)
     return model if hasattr(model, "_run_through_graph") else None
+
+
+def _run_graph(model, inputs, operation_fn):
+    """``model``'s graph applied to ``inputs``, each operation replaced by
+    ``operation_fn(op)`` (a callable taking the operation's arguments)."""
+    return model._run_through_graph(inputs, operation_fn=operation_fn)
 
 
 def _walk(model, inputs, rows, dtype, prefix=""):
@@ -264,7 +276,7 @@ def _walk(model, inputs, rows, dtype, prefix=""):
             output_shape=shape, activations=_elements(shape),
             activation_bytes=_elements(shape) * nbytes, params=0, bias_params=0, macs=0,
             other_ops=0, counted=not prefix))
-    return model._run_through_graph(inputs, operation_fn=record)
+    return _run_graph(model, inputs, record)
 
 
 def profile(model_or_name, input_shape=None, batch_size=1, dtype=None):

@@ -225,11 +225,12 @@ def convert_state_dict(model, state, family, include_top=True):
 
 def _flatten_inputs(model):
     """{Dense layer name: (H, W, C)} for Dense layers fed by a Flatten of a feature map."""
+    producers = {id(op.output): op for op in model.operations}
     out = {}
     for layer in model.layers:
         if type(layer).__name__ != "Dense":
             continue
-        src = layer.input._keras_history.operation
+        src = producers.get(id(layer.input))
         if type(src).__name__ == "Flatten":
             out[layer.name] = tuple(src.input.shape[1:])
     return out

@@ -11,19 +11,87 @@ Signatures:
 - ``predict_images``: ``images`` — float32 ``[batch, H, W, 3]`` RGB in [0, 255];
 both returning ``classes`` (int64, top-k indices), ``probabilities`` (float32, top-k),
 ``scores`` (float32, all classes) and, when labels are given, ``labels`` (string, top-k).
+An empty batch returns empty outputs. ``serving_default`` reads each image's width and height
+from its header and refuses images above ``max_pixels`` before decoding (a small PNG can
+decode to gigabytes); images are resized from their 8-bit pixels, without a float32 copy.
+
+TFLite files are written by Keras' own LiteRT export (``model.export(format="litert")``:
+ExportArchive, SavedModel, ``TFLiteConverter.from_saved_model``, which freezes the
+variables), from the BN-folded model cast to float32, TFLite's built-in ops only.
 """
 import os
 import shutil
 import tempfile
+import uuid
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras.applications import imagenet_utils
 
 from .fusion import fuse_batchnorm
-from .weights import weights_info
+from .weights import preprocessing_of
 
 MAGIC = {"JPEG": b"\xff\xd8\xff", "PNG": b"\x89PNG", "GIF": b"GIF8", "BMP": b"BM"}
+MAX_PIXELS = 50_000_000  # default serving cap: a 50-megapixel photo (150 MB decoded)
+
+
+def _uint(data, offset, size, big_endian):
+    """The unsigned integer of ``size`` bytes at ``offset`` of a scalar string, as int64."""
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, offset, size), tf.uint8), tf.int64)
+    order = range(size) if big_endian else range(size - 1, -1, -1)
+    value = tf.constant(0, tf.int64)
+    for i in order:
+        value = value * 256 + raw[i]
+    return value
+
+
+def header_size(data):
+    """``(height, width)`` (int64) of an encoded JPEG, PNG, GIF or BMP, read from its header
+    without decoding the pixels: PNG's IHDR, GIF's logical screen, BMP's info header (or its
+    old 12-byte core header), JPEG's frame header (``tf.io.extract_jpeg_shape``)."""
+    padded = data + tf.constant(b"\0" * 32)  # short inputs parse as 0 x 0
+    start = tf.strings.substr(data, 0, 3)
+
+    def bmp():
+        core = _uint(padded, 14, 4, False) == 12
+        w = tf.where(core, _uint(padded, 18, 2, False), _uint(padded, 18, 4, False))
+        h = tf.where(core, _uint(padded, 20, 2, False), _uint(padded, 22, 4, False))
+        h = tf.where(h >= 2 ** 31, 2 ** 32 - h, h)  # negative height: a top-down bitmap
+        return tf.stack([h, w])
+
+    return tf.case([
+        (start == MAGIC["JPEG"],
+         lambda: tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)),
+        (start == MAGIC["PNG"][:3],
+         lambda: tf.stack([_uint(padded, 20, 4, True), _uint(padded, 16, 4, True)])),
+        (start == MAGIC["GIF"][:3],
+         lambda: tf.stack([_uint(padded, 8, 2, False), _uint(padded, 6, 2, False)]))],
+        default=bmp, exclusive=True)
+
+
+def _image_input(model, image_size=None):
+    """``(height, width)`` of ``model``'s image input; a ValueError when the model does not
+    take one batch of RGB images or when its size is open and not given."""
+    shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else ()
+    if len(shape) != 4 or shape[-1] != 3:
+        raise ValueError(f"{model.name} does not take RGB images: its inputs are "
+                         f"{[tuple(x.shape) for x in model.inputs]}; exports need one input "
+                         "of shape (batch, height, width, 3)")
+    size = image_size or (shape[1], shape[2])
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if None in size:
+        raise ValueError(f"{model.name} takes any input size: pass image_size=(height, width)")
+    return size
+
+
+def _mkdir_private_name(parent, prefix):
+    """A new directory ``parent/prefix<random>`` with the usual permissions (``os.mkdir``
+    honours the umask; ``tempfile.mkdtemp`` would make it 0700, unreadable by a server
+    running as another user)."""
+    path = os.path.join(parent, f"{prefix}{uuid.uuid4().hex[:8]}")
+    os.mkdir(path)
+    return path
 
 
 def _versions(base_dir):
@@ -31,7 +99,8 @@ def _versions(base_dir):
         if os.path.isdir(base_dir) else []
 
 
-def serving_functions(model, image_size, preprocessing="torch", top_k=5, labels=None):
+def serving_functions(model, image_size, preprocessing="torch", top_k=5, labels=None,
+                      max_pixels=MAX_PIXELS):
     """The two ``tf.function`` endpoints (encoded images, float images) for ``model``."""
     height, width = image_size
     classes = model.outputs[0].shape[-1]
@@ -40,11 +109,14 @@ def serving_functions(model, image_size, preprocessing="torch", top_k=5, labels=
         raise ValueError(f"labels has {len(labels)} names but the model has {classes} classes")
     label_table = tf.constant(list(labels)) if labels is not None else None
 
-    def outputs(images):
+    def predict(images):
         x = imagenet_utils.preprocess_input(tf.cast(images, tf.float32), mode=preprocessing)
         scores = model(x, training=False)
-        scores = tf.cast(scores[0] if isinstance(scores, (list, tuple)) else scores,
-                         tf.float32)
+        return tf.cast(scores[0] if isinstance(scores, (list, tuple)) else scores, tf.float32)
+
+    def outputs(images):
+        scores = tf.cond(tf.shape(images)[0] > 0, lambda: predict(images),  # oneDNN's conv
+                         lambda: tf.zeros([0, classes], tf.float32))  # fails on 0 images
         top = tf.math.top_k(scores, k=k)
         out = {"classes": tf.cast(top.indices, tf.int64), "probabilities": top.values,
                "scores": scores}
@@ -57,15 +129,23 @@ def serving_functions(model, image_size, preprocessing="torch", top_k=5, labels=
         check = tf.debugging.Assert(ok, ["each input must be a JPEG, PNG, GIF or BMP image; "
                                          "got", tf.strings.length(data), "bytes starting with",
                                          tf.strings.substr(data, 0, 8)])
-        with tf.control_dependencies([check]):  # decode only after the check has passed
+        with tf.control_dependencies([check]):  # read the header only after the check
+            size = header_size(data)
+        pixels = size[0] * size[1]
+        small = tf.debugging.Assert(
+            pixels <= max_pixels,
+            ["image too large:", size[0], "x", size[1], "=", pixels, "pixels; this model "
+             f"accepts at most {max_pixels} pixels (set at export, --max-pixels)"])
+        with tf.control_dependencies([small]):  # decode only after both checks have passed
             data = tf.identity(data)
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
+        image = tf.image.resize(image, (height, width))  # uint8 in, float32 out: no copy
         return tf.ensure_shape(image, (height, width, 3))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def serve_bytes(images):
-        return outputs(tf.map_fn(decode, images, fn_output_signature=tf.float32))
+        return outputs(tf.map_fn(decode, images, fn_output_signature=tf.TensorSpec(
+            [height, width, 3], tf.float32)))  # static shape: an empty batch works too
 
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32,
                                                 name="images")])
@@ -76,24 +156,24 @@ def serving_functions(model, image_size, preprocessing="torch", top_k=5, labels=
 
 
 def export_saved_model(model, base_dir, version=None, fuse_bn=True, top_k=5, labels=None,
-                       image_size=None, preprocessing=None, overwrite=False, dtype=None):
+                       image_size=None, preprocessing=None, overwrite=False, dtype=None,
+                       max_pixels=MAX_PIXELS):
     """Write ``model`` as ``base_dir/<version>/`` (the next integer when ``version`` is None)
     and return that path. ``preprocessing`` ("torch", "caffe", "tf") is applied inside the
     signatures to RGB pixels in [0, 255], as in training; by default the mode of the
     pretrained weights the model was built or fine-tuned from (:func:`weights_info`), else
     "torch" (what :func:`~keras_classics.training.train` uses from scratch).
     ``dtype="bfloat16"`` serves the folded model in bf16 (about 2x faster on CPUs with
-    AVX512-BF16, see bench/); scores stay float32."""
-    if preprocessing is None:
-        record = weights_info(model)
-        preprocessing = record.preprocessing if record else "torch"
+    AVX512-BF16, see bench/); scores stay float32. ``serving_default`` refuses images of
+    more than ``max_pixels`` pixels before decoding them."""
+    preprocessing = preprocessing or preprocessing_of(model)
     if preprocessing not in ("torch", "caffe", "tf"):
         raise ValueError(f"unknown preprocessing {preprocessing!r}; allowed: torch, caffe, tf")
-    shape = model.inputs[0].shape
-    size = image_size or (shape[1], shape[2])
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    if None in size:
-        raise ValueError(f"{model.name} takes any input size: pass image_size=(height, width)")
+    size = _image_input(model, image_size)
+    if not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
+    if os.path.exists(base_dir) and not os.path.isdir(base_dir):
+        raise ValueError(f"{base_dir} exists and is not a directory")
     if version is None:
         version = (_versions(base_dir) or [0])[-1] + 1
     if not isinstance(version, int) or version < 1:
@@ -105,13 +185,14 @@ def export_saved_model(model, base_dir, version=None, fuse_bn=True, top_k=5, lab
         raise ValueError("dtype needs fuse_bn=True: the serving model is rebuilt in that dtype "
                          "while folding")
     serving = fuse_batchnorm(model, dtype=dtype) if fuse_bn else model
-    serve_bytes, serve_float = serving_functions(serving, size, preprocessing, top_k, labels)
+    serve_bytes, serve_float = serving_functions(serving, size, preprocessing, top_k, labels,
+                                                 max_pixels)
     archive = keras.export.ExportArchive()
     archive.track(serving)
     archive.add_endpoint("serving_default", serve_bytes)
     archive.add_endpoint("predict_images", serve_float)
     os.makedirs(base_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=base_dir)
+    tmp = _mkdir_private_name(base_dir, f".{version}.tmp-")
     try:
         archive.write_out(tmp, verbose=False)
         if os.path.exists(target):  # overwrite: swap, then remove the old version
@@ -127,45 +208,102 @@ def export_saved_model(model, base_dir, version=None, fuse_bn=True, top_k=5, lab
     return target
 
 
-def export_tflite(model, path, fuse_bn=True, image_size=None, check=True):
-    """Convert ``model`` (BN folded) to a TFLite flatbuffer taking float32 preprocessed images;
-    with ``check``, compare it with the Keras model on random inputs and raise if the largest
-    difference exceeds 1e-3 of the output range. Returns ``(path, max_abs_difference)``."""
-    import numpy as np
+def held_out_digits(image_size, preprocessing="torch", count=50):
+    """``count`` images of the embedded digits' test split, resized to ``image_size`` and
+    preprocessed as in training: real inputs for parity checks."""
+    from . import data
 
-    serving = fuse_batchnorm(model) if fuse_bn else model
-    shape = model.inputs[0].shape[1:]
-    if image_size:
-        shape = (image_size, image_size, shape[-1])
-    if None in shape:
-        raise ValueError(f"{model.name} takes any input size: pass image_size")
+    batch = next(iter(data.digits(image_size[0]).pipeline(
+        "test", count, preprocessing=preprocessing)))[0]
+    if image_size[0] != image_size[1]:
+        batch = tf.image.resize(batch, image_size)
+    return np.asarray(batch)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, *shape], tf.float32, name="images")])
-    def infer(x):
-        out = serving(x, training=False)
-        return out[0] if isinstance(out, (list, tuple)) else out
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [infer.get_concrete_function()], serving)
-    flat = converter.convert()
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(flat)
-    diff = 0.0
-    if check:
-        interp = tf.lite.Interpreter(model_content=flat)
-        interp.allocate_tensors()
-        inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-        rng = np.random.default_rng(0)
-        for _ in range(3):
-            x = rng.normal(size=(1, *shape)).astype("float32")
-            interp.set_tensor(inp["index"], x)
-            interp.invoke()
-            ref = np.asarray(infer(x))
-            got = interp.get_tensor(out["index"])
-            diff = max(diff, float(np.abs(got - ref).max()))
-            if diff > 1e-3 * max(float(np.abs(ref).max()), 1e-6):
-                os.remove(tmp)
-                raise ValueError(f"TFLite output differs from Keras by {diff:.3g}")
-    os.replace(tmp, path)
-    return path, diff
+def parity(reference, candidate, tolerance=1e-3):
+    """Compare two models' outputs on the same inputs: ``{"finite", "max_abs_difference",
+    "top1_agreement", "decisive_disagreements"}``. A top-1 disagreement is decisive when the
+    reference's margin between its first and second class exceeds twice the allowed
+    difference (``tolerance`` times the output range), so rounding cannot explain it."""
+    reference, candidate = np.asarray(reference, "float64"), np.asarray(candidate, "float64")
+    finite = bool(np.isfinite(candidate).all() and np.isfinite(reference).all())
+    allowed = tolerance * max(float(np.abs(reference).max()), 1e-6) if finite else 0.0
+    diff = float(np.abs(candidate - reference).max()) if finite else float("nan")
+    top2 = -np.sort(-reference, axis=-1)[:, :2]
+    differ = reference.argmax(-1) != candidate.argmax(-1)
+    return {"finite": finite, "max_abs_difference": diff, "allowed_difference": allowed,
+            "top1_agreement": float(1 - differ.mean()),
+            "decisive_disagreements": int((differ & (top2[:, 0] - top2[:, 1] > 2 * allowed))
+                                          .sum())}
+
+
+def export_tflite(model, path, fuse_bn=True, image_size=None, check=True,
+                  preprocessing=None, overwrite=True):
+    """Convert ``model`` to a TFLite flatbuffer at ``path`` taking one float32 preprocessed
+    image ``[1, H, W, 3]`` and returning the model's outputs. BNs are folded and the model is
+    rebuilt in float32 (a mixed-precision model converts too); only TFLite's built-in ops.
+
+    With ``check`` (default) the file is run in TFLite's interpreter on 50 held-out digits
+    (resized and preprocessed with ``preprocessing``, by default the model's) and compared
+    with the Keras model; the file is only kept when every output is finite, the largest
+    difference is within 1e-3 of the output range (3e-2 for a model computing in 16 bits) and
+    no top-1 disagreement is decisive (:func:`parity`). Returns ``(path, report)``."""
+    size = _image_input(model, (image_size, image_size) if image_size else None)
+    if not str(path).endswith(".tflite"):
+        raise ValueError(f"{path}: a TFLite file name ends with .tflite")
+    if os.path.exists(path) and not overwrite:
+        raise ValueError(f"{path} exists; pass overwrite=True to replace it")
+    float32 = model.dtype_policy.name == "float32" and all(
+        w.dtype == "float32" for w in model.weights)
+    if not fuse_bn and not float32:
+        raise ValueError(f"{model.name} computes in {model.dtype_policy.name}: TFLite exports "
+                         "are float32, which needs fuse_bn=True (the model is rebuilt in "
+                         "float32 while folding)")
+    serving = fuse_batchnorm(model, dtype="float32") if fuse_bn else model
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tflite")
+    try:
+        serving.export(tmp, format="litert", verbose=False, input_signature=[
+            tf.TensorSpec([1, *size, 3], tf.float32, name="images")],
+            target_spec={"supported_ops": {tf.lite.OpsSet.TFLITE_BUILTINS}})
+        report = None
+        if check:
+            x = held_out_digits(size, preprocessing or preprocessing_of(model))
+            # a mixed-precision model is compared to its own rounding (bf16's 8 bits)
+            report = {**parity(_keras_outputs(model, x), _tflite_outputs(tmp, x),
+                               1e-3 if float32 else 3e-2), "images": len(x)}
+            if not report["finite"]:
+                raise ValueError("TFLite outputs are not finite (NaN or infinity): not written")
+            if not report["max_abs_difference"] <= report["allowed_difference"] or \
+                    report["decisive_disagreements"]:
+                raise ValueError(
+                    f"TFLite outputs differ from Keras by up to "
+                    f"{report['max_abs_difference']:.3g} (allowed "
+                    f"{report['allowed_difference']:.3g}), top-1 agreement "
+                    f"{report['top1_agreement']:.0%} on {len(x)} held-out digits: not written")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path, report
+
+
+def _keras_outputs(model, images):
+    out = model.predict(images, batch_size=25, verbose=0)
+    return np.asarray(out[0] if isinstance(out, (list, tuple)) else out, "float32")
+
+
+def _tflite_outputs(path, images):
+    import warnings
+
+    with warnings.catch_warnings():  # "use ai_edge_litert": not a dependency of ours
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    rows = []
+    for image in images:
+        interpreter.set_tensor(inp["index"], image[None].astype("float32"))
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(out["index"])[0].copy())
+    return np.stack(rows)

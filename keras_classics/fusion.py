@@ -22,22 +22,29 @@ FOLDABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
 DTYPES = ("float32", "bfloat16", "mixed_bfloat16", "float16", "mixed_float16")
 
 
+def _producers(model):
+    """{id(tensor): operation producing it} over ``model``'s graph (public API only)."""
+    return {id(t): op for op in model.operations for t in keras.tree.flatten(op.output)}
+
+
 def _consumers(model):
-    """{id(producer layer): [consumer layers]} over the model's graph."""
-    out = {}
+    """{id(producer): [consumers]} over ``model``'s graph."""
+    producers, out = _producers(model), {}
     for op in model.operations:
-        for node in op._inbound_nodes:
-            for t in node.input_tensors:
-                out.setdefault(id(t._keras_history.operation), []).append(op)
+        for t in keras.tree.flatten(op.input):
+            if id(t) in producers:
+                out.setdefault(id(producers[id(t)]), []).append(op)
     return out
 
 
 def _pairs(model):
-    """{id(conv/dense): bn} for every foldable pair."""
+    """{id(conv/dense): bn} for every foldable pair of ``model`` and the models nested in it."""
     consumers = _consumers(model)
     pairs = {}
     for op in model.operations:
-        if type(op).__name__ not in FOLDABLE or len(op._inbound_nodes) != 1:
+        if isinstance(op, keras.Model):
+            pairs.update(_pairs(op))
+        if type(op).__name__ not in FOLDABLE:
             continue
         if getattr(op, "activation", None) is not None and \
                 op.activation.__name__ != "linear":
@@ -46,10 +53,17 @@ def _pairs(model):
         if len(users) != 1 or type(users[0]).__name__ != "BatchNormalization":
             continue
         bn = users[0]
-        if bn.axis not in (-1, len(op.output.shape) - 1) or len(bn._inbound_nodes) != 1:
-            continue
-        pairs[id(op)] = bn
+        if bn.axis in (-1, len(op.output.shape) - 1):
+            pairs[id(op)] = bn
     return pairs
+
+
+def _operations(model):
+    """Every operation of ``model`` and of the models nested in it."""
+    for op in model.operations:
+        yield op
+        if isinstance(op, keras.Model):
+            yield from _operations(op)
 
 
 def _affine(bn):
@@ -62,7 +76,7 @@ def _affine(bn):
 
 
 def _convertible(bn):
-    return len(bn.input.shape) == 4 and bn.axis in (-1, 3) and len(bn._inbound_nodes) == 1
+    return len(bn.input.shape) == 4 and bn.axis in (-1, 3)
 
 
 def _as_depthwise(bn, dtype=None):
@@ -109,56 +123,57 @@ def fuse_batchnorm(model, dtype=None, convert_kept=True):
     policy, except the layers producing the outputs, which compute in float32. The result
     carries ``fusion_report``: ``{"folded": n, "converted": c, "kept": m, "kept_layers":
     [...], "dtype": ...}``. Outputs agree with ``model`` in inference mode to float32
-    rounding (to bf16 rounding with a bf16 ``dtype``)."""
+    rounding (to bf16 rounding with a bf16 ``dtype``).
+
+    Built on ``keras.models.clone_model`` (nested models cloned recursively). A layer called
+    more than once (shared) cannot have a BatchNormalization folded into it: ValueError."""
     dtype = _check_dtype(dtype)
     pairs = _pairs(model)
-    output_ops = {id(t._keras_history.operation) for t in model.outputs}
     folded_bns = {id(bn) for bn in pairs.values()}
-    others = [op for op in model.operations
+    others = [op for op in _operations(model)
               if type(op).__name__ == "BatchNormalization" and id(op) not in folded_bns]
     converted = {id(op) for op in others if convert_kept and _convertible(op)}
     kept = [op.name for op in others if id(op) not in converted]
-    new_inputs = [keras.Input(shape=x.shape[1:], dtype=x.dtype, name=x.name)
-                  for x in model.inputs]
-    pending, nested = [], []
+    producers = _producers(model)
+    output_ops = {id(producers[id(t)]) for t in model.outputs}
+    weights, skip, calls = {}, set(), {}  # keyed by id(clone)
 
-    def rebuild(op):
-        if id(op) in folded_bns:
-            return lambda x, *a, **k: x
+    def clone(op):
         op_dtype = dtype and ("float32" if id(op) in output_ops else dtype)
+        if id(op) in folded_bns:
+            layer = keras.layers.Identity(name=op.name)
+            skip.add(id(layer))
+            return layer
         if id(op) in pairs:
-            layer, weights = _fold(op, pairs[id(op)], op_dtype)
+            layer, w = _fold(op, pairs[id(op)], op_dtype)
         elif id(op) in converted:
-            layer, weights = _as_depthwise(op, op_dtype)
-        elif isinstance(op, keras.Model):
-            layer, weights = fuse_batchnorm(op, op_dtype, convert_kept), None
-            nested.append(layer.fusion_report)
+            layer, w = _as_depthwise(op, op_dtype)
         else:
             config = op.get_config()
             if op_dtype is not None:
                 config["dtype"] = op_dtype
-            layer = type(op).from_config(config)
-            weights = op.get_weights()
+            layer, w = type(op).from_config(config), op.get_weights()
+        weights[id(layer)] = (w, id(op) in pairs or id(op) in converted)
+        return layer
 
-        def call(*args, **kwargs):
-            if id(op) in converted:  # a convolution takes neither training nor mask
-                kwargs = {}
-            out = layer(*args, **kwargs)
-            if weights is not None:
-                pending.append((layer, weights))
-            return out
-        return call
+    def call(layer, *args, **kwargs):
+        if id(layer) in skip:  # a folded BatchNormalization: the identity
+            return args[0]
+        w, changed = weights.get(id(layer), (None, False))
+        calls[id(layer)] = calls.get(id(layer), 0) + 1
+        if changed and calls[id(layer)] > 1:
+            raise ValueError(f"{layer.name} is called more than once (a shared layer): a "
+                             "BatchNormalization cannot be folded into it")
+        if changed:  # a folded layer or a converted BN takes neither training nor mask
+            kwargs = {}
+        out = layer(*args, **kwargs)
+        if w is not None and calls[id(layer)] == 1:
+            layer.set_weights(w)
+        return out
 
-    outputs = model._run_through_graph(new_inputs if len(new_inputs) > 1 else new_inputs[0],
-                                       operation_fn=rebuild)
-    for layer, weights in pending:
-        layer.set_weights(weights)
-    fused = keras.Model(new_inputs if len(new_inputs) > 1 else new_inputs[0], outputs,
-                        name=f"{model.name}_fused")
-    fused.fusion_report = {  # nested models (a fine-tuned backbone) counted in
-        "folded": len(pairs) + sum(r["folded"] for r in nested),
-        "converted": len(converted) + sum(r["converted"] for r in nested),
-        "kept": len(kept) + sum(r["kept"] for r in nested),
-        "kept_layers": kept + [name for r in nested for name in r["kept_layers"]],
-        "dtype": dtype or model.dtype_policy.name}
+    fused = keras.models.clone_model(model, clone_function=clone, call_function=call,
+                                     recursive=True)
+    fused.fusion_report = {"folded": len(pairs), "converted": len(converted),
+                           "kept": len(kept), "kept_layers": kept,
+                           "dtype": dtype or model.dtype_policy.name}
     return fused

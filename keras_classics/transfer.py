@@ -23,7 +23,7 @@ import numpy as np
 from . import data as data_lib
 from . import training
 from .registry import model_info, resolve
-from .weights import _attach, weights_info
+from .weights import _attach, preprocessing_of, weights_info
 
 REGIMES = ("auto", "small", "medium", "large")
 THRESHOLDS = (50, 500)  # examples per class: below the first small, below the second medium
@@ -125,9 +125,8 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
     base = load_backbone(backbone, weights, shape)
     record = weights_info(base)
     if preprocessing is None:
-        preprocessing = record.preprocessing if record else (
-            training.saved_preprocessing(backbone) if str(backbone).endswith(".keras")
-            else "torch")
+        preprocessing = preprocessing_of(base, training.saved_preprocessing(backbone)
+                                         if str(backbone).endswith(".keras") else "torch")
     if tuple(base.input_shape[1:3]) not in ((None, None), shape[:2]):
         raise ValueError(f"the backbone takes {base.input_shape[1:3]} inputs, the dataset is "
                          f"loaded at {shape[:2]}: pass image_size={base.input_shape[1]}")

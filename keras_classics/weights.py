@@ -204,6 +204,13 @@ def weights_info(model):
     return getattr(model, "_keras_classics_weights", None)
 
 
+def preprocessing_of(model, default="torch"):
+    """The preprocessing mode of the pretrained weights ``model`` was built with, else
+    ``default`` ("torch": what training from scratch uses)."""
+    record = weights_info(model)
+    return record.preprocessing if record else default
+
+
 def _attach(model, record):
     object.__setattr__(model, "_keras_classics_weights", record)  # not a tracked attribute
     return model

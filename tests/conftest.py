@@ -34,6 +34,18 @@ def trainable_count(model):
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
+def load_tool(name):
+    """``tools/NAME.py`` as a module, to call its ``main(argv)`` in this process."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def random_images(shape, batch=2, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (batch, *shape)).astype("float32")
 
@@ -64,23 +76,81 @@ def keras_home(tmp_path, monkeypatch):
     return tmp_path / "keras_home" / "models"
 
 
-@pytest.fixture(scope="session")
-def published(tmp_path_factory):
-    """Every Keras-sourced file, with and without top, in the published layout: written by
-    keras_applications' code on Keras 2 (tests/keras2_fixtures.py), in a process of its own.
-    Yields ``path(name, include_top)``."""
+PUBLISHED_SPECS = [f"{n}{'' if top else ':notop'}" for n in sorted(KERAS_APPS)
+                   for top in (True, False)]
+
+
+def _write_published(out):
+    """Start tests/keras2_fixtures.py writing every spec into ``out``; a thread marks
+    ``out/done`` (or ``out/failed`` with the error) when it ends. Returns the thread."""
     import subprocess
     import sys
+    import threading
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent / "keras2_fixtures.py"
+    proc = subprocess.Popen([sys.executable, str(script), str(out), *PUBLISHED_SPECS],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def wait():
+        log = proc.communicate(timeout=1800)[0]
+        marker = "done" if proc.returncode == 0 else "failed"
+        (Path(out) / marker).write_bytes(log[-5000:])
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.proc = proc
+    thread.start()
+    return thread
+
+
+def pytest_configure_node(node):
+    """pytest-xdist, in the controller (idle while its workers test): start writing the
+    published files once, in the background, and tell each worker where."""
+    import tempfile
+
+    config = node.config
+    if not hasattr(config, "_kc_published"):
+        out = tempfile.mkdtemp(prefix="keras2_published-")
+        config._kc_published = (out, _write_published(out))
+    node.workerinput["keras2_published"] = config._kc_published[0]
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    if hasattr(config, "_kc_published"):  # the controller: 1.5 GB of fixtures
+        config._kc_published[1].proc.kill()  # done by now, or the run was interrupted
+        config._kc_published[1].join(timeout=60)
+        shutil.rmtree(config._kc_published[0], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def published(request, tmp_path_factory):
+    """Every Keras-sourced file, with and without top, in the published layout: written by
+    keras_applications' code on Keras 2 (tests/keras2_fixtures.py), in a process of its own,
+    once per run (under xdist, by the controller while the workers test).
+    Yields ``path(name, include_top)``."""
+    import time
     from pathlib import Path
 
     import keras2_fixtures
 
-    out = tmp_path_factory.mktemp("keras2_published")
-    specs = [f"{n}{'' if top else ':notop'}" for n in sorted(KERAS_APPS) for top in (True, False)]
-    script = Path(__file__).resolve().parent / "keras2_fixtures.py"
-    subprocess.run([sys.executable, str(script), str(out), *specs], check=True, timeout=1800,
-                   capture_output=True)
+    shared = getattr(request.config, "workerinput", {}).get("keras2_published")
+    if shared:
+        out = Path(shared)
+    else:  # not under xdist
+        out = tmp_path_factory.mktemp("keras2_published")
+        _write_published(out).join()
+    deadline = time.monotonic() + 1800
+    while not (out / "done").exists():
+        assert not (out / "failed").exists(), (out / "failed").read_text(errors="replace")
+        assert time.monotonic() < deadline, "the published fixtures took over 30 minutes"
+        time.sleep(0.5)
     return lambda name, include_top: out / keras2_fixtures.file_name(name, include_top)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (setup.cfg): one worker per core, at most 4 (each holds full-size nets)."""
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
 
 
 def serve_keras_source(monkeypatch, http_root, name, path, include_top):
@@ -99,3 +169,8 @@ def serve_keras_source(monkeypatch, http_root, name, path, include_top):
     field = {"url": f"{base}/{path.name}", "file_hash": digest} if include_top else \
         {"notop_url": f"{base}/{path.name}", "notop_hash": digest}
     monkeypatch.setitem(weights.SOURCES, name, dataclasses.replace(src, **field))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first: the workers start on them, the short ones fill in after."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

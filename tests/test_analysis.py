@@ -156,6 +156,26 @@ def test_input_shape_override_and_nested_models():
     assert any(r.name.startswith("resnet18/conv2_block1") for r in nested.rows)
 
 
+def test_private_graph_call_is_pinned_to_the_keras_version_it_was_checked_with():
+    """analysis re-runs a functional graph through Keras' private ``_run_through_graph``
+    (no public API does this): a new Keras minor version must be checked again, then
+    ``analysis.KERAS_CHECKED`` updated."""
+    assert ".".join(keras.__version__.split(".")[:2]) == analysis.KERAS_CHECKED
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Dense(2)(inp)))
+    seen = []
+
+    def fn(op):
+        def call(*args, **kwargs):
+            seen.append((op.name, tuple(args[0].shape)))
+            return op.compute_output_spec(*args, **kwargs)
+        return call
+
+    out = analysis._run_graph(model, keras.KerasTensor((7, 4)), fn)
+    assert tuple(out.shape) == (7, 3)
+    assert seen == [(model.layers[1].name, (7, 4)), (model.layers[2].name, (7, 2))]
+
+
 def test_subclassed_model_is_refused():
     class Sub(keras.Model):
         def call(self, x):

@@ -15,7 +15,9 @@ import sklearn
 import tensorflow as tf
 
 import keras_classics as kc
-from keras_classics import export, fuse_batchnorm
+from keras_classics import data, export, fuse_batchnorm
+
+from conftest import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -195,13 +197,22 @@ def test_export_cli_saved_model_and_tflite(tmp_path):
     model.save(tmp_path / "m.keras")
     tool = [sys.executable, str(ROOT / "tools" / "export.py"), str(tmp_path / "m.keras")]
     res = subprocess.run(tool + ["--out", str(tmp_path / "serve")], capture_output=True,
-                         text=True, env=ENV, timeout=600)
+                         text=True, env=ENV, timeout=600, preexec_fn=lambda: os.umask(0o022))
     assert res.returncode == 0, res.stderr
     assert os.path.isfile(tmp_path / "serve" / "1" / "saved_model.pb")
+    # readable by a server running as another user: the usual modes under umask 022
+    modes = {os.path.relpath(os.path.join(root, name), tmp_path / "serve"):
+             os.stat(os.path.join(root, name)).st_mode & 0o777
+             for root, dirs, files in os.walk(tmp_path / "serve") for name in dirs + files}
+    dirs = {p for p in modes if os.path.isdir(tmp_path / "serve" / p)}
+    assert "1" in dirs and "1/variables" in dirs and "1/saved_model.pb" in modes
+    assert {modes[p] for p in dirs} == {0o755}
+    assert {modes[p] for p in modes if p not in dirs} == {0o644}
     res = subprocess.run(tool + ["--out", str(tmp_path / "lite"), "--format", "tflite"],
                          capture_output=True, text=True, env=ENV, timeout=600)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "lite" / "model.tflite").stat().st_size > 10_000
+    assert "on 50 held-out digits: top-1 agreement with Keras" in res.stdout
     bad = subprocess.run(tool + ["--out", str(tmp_path / "serve"), "--version", "1"],
                          capture_output=True, text=True, env=ENV, timeout=600)
     assert bad.returncode == 2 and "exists" in bad.stderr
@@ -293,3 +304,203 @@ def test_export_serves_the_preprocessing_the_model_was_trained_with(tmp_path):
     torch_mode = np.asarray(model(kc.preprocess_input(raw, mode="torch")))
     np.testing.assert_allclose(served, want, rtol=1e-4, atol=1e-5)
     assert np.abs(served - torch_mode).max() > 1e-3  # the mode matters for this model
+
+
+# ---- TFLite that runs, checked on real digits ---------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A ResNet-18 trained on the digits by tools/train.py's train(): (model, run folder)."""
+    from keras_classics import training
+
+    out = tmp_path_factory.mktemp("trained")
+    result = training.train("resnet18", epochs=3, batch_size=64, image_size=32,
+                            output=str(out), verbose=0)
+    return result.model, out
+
+
+def tflite_outputs(path, images):
+    """The file run in TensorFlow's TFLite interpreter, one image at a time."""
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    rows = []
+    for image in images:
+        interpreter.set_tensor(inp["index"], image[None])
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(out["index"])[0].copy())
+    return np.stack(rows)
+
+
+def test_tflite_of_a_trained_model_agrees_with_keras_on_held_out_digits(trained, tmp_path):
+    model, run = trained
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "export.py"),
+                          str(run / "model.keras"), "--out", str(tmp_path), "--format",
+                          "tflite"], capture_output=True, text=True, env=ENV, timeout=600)
+    assert res.returncode == 0, res.stderr
+    x, y = next(iter(data.digits(32).pipeline("test", 50)))  # as trained: torch mode
+    x, y = np.asarray(x), np.asarray(y)
+    got = tflite_outputs(tmp_path / "model.tflite", x)
+    ref = np.asarray(model.predict(x, verbose=0))
+    assert np.isfinite(got).all()  # variables frozen into the file: no NaN, no READ_VARIABLE
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95
+    assert (ref.argmax(1) == y).mean() >= 0.5  # a trained model: agreement means something
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_tflite_check_fails_on_nan_and_writes_nothing(monkeypatch, tmp_path):
+    model = kc.get_model("wrn_10_1", input_shape=(16, 16, 3))
+    monkeypatch.setattr(export, "_tflite_outputs",
+                        lambda path, x: np.full((len(x), 10), np.nan, "float32"))
+    with pytest.raises(ValueError, match="not finite"):
+        export.export_tflite(model, str(tmp_path / "m.tflite"))
+    assert os.listdir(tmp_path) == []
+    ref = np.eye(10, dtype="float32")[:4]
+    report = export.parity(ref, np.where(ref > 0, np.nan, ref))
+    assert not report["finite"] and not report["max_abs_difference"] <= 1
+    wrong = export.parity(ref, np.roll(ref, 1, axis=1))  # every top-1 moved
+    assert wrong["top1_agreement"] == 0 and wrong["decisive_disagreements"] == 4
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_tflite_of_a_mixed_precision_model(policy, tmp_path):
+    """Trained with --mixed-precision: converted in float32, agreeing with the float32
+    model to 16-bit rounding (the fold used to keep 16-bit ops TFLite has not got)."""
+    reference = randomize_bn(kc.get_model("wrn_10_1", input_shape=(16, 16, 3)))
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = kc.get_model("wrn_10_1", input_shape=(16, 16, 3))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.set_weights(reference.get_weights())
+    path, report = export.export_tflite(model, str(tmp_path / "m.tflite"))
+    assert report["finite"] and report["images"] == 50
+    x = export.held_out_digits((16, 16))
+    got = tflite_outputs(path, x)
+    ref = np.asarray(reference.predict(x, verbose=0))
+    np.testing.assert_allclose(got, ref, atol=1e-4)  # float32 inside the file
+
+
+# ---- serving input limits -------------------------------------------------------------------
+def png_of_size(height, width):
+    """A valid black RGB PNG of any size, streamed through zlib (a 20000x20000 one is 1 MB)."""
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + \
+            struct.pack(">I", zlib.crc32(kind + payload))
+
+    comp, row = zlib.compressobj(9), b"\0" * (1 + 3 * width)
+    pixels = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                                0, 0, 0)) + \
+        chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+HUGE = r"""
+import json, resource, sys
+import tensorflow as tf
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+serve(images=tf.constant([open(sys.argv[3], "rb").read()]))  # warmed up on a small image
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    serve(images=tf.constant([open(sys.argv[2], "rb").read()]))
+    message = None
+except tf.errors.InvalidArgumentError as err:
+    message = err.message
+growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"message": message, "growth_mb": growth / 1024}))
+"""
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(exported, tmp_path):
+    _, _, path, images, _, _ = exported
+    bomb = png_of_size(20000, 20000)
+    assert len(bomb) < 2_000_000  # 1.2 GB of pixels, 4.8 GB as float32
+    (tmp_path / "bomb.png").write_bytes(bomb)
+    (tmp_path / "small.png").write_bytes(images[1])
+    res = subprocess.run([sys.executable, "-c", HUGE, path, str(tmp_path / "bomb.png"),
+                          str(tmp_path / "small.png")], capture_output=True, text=True,
+                         env=ENV, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["message"] and "image too large:" in out["message"]
+    assert "[20000] [x] [20000]" in out["message"] and "at most 50000000 pixels" in out["message"]
+    assert out["growth_mb"] < 1024
+
+
+def encoded(image, fmt):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_pixel_cap_reads_every_format_s_header(tmp_path):
+    """The cap is set at export; the header sizes of JPEG, PNG, GIF and BMP files written by
+    Pillow are read right: one pixel under the cap is served, one over is refused."""
+    model = randomize_bn(kc.get_model("wrn_10_1", input_shape=(16, 16, 3)))
+    path = export.export_saved_model(model, str(tmp_path), max_pixels=40 * 30)
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    rng = np.random.default_rng(0)
+    for fmt in ("JPEG", "PNG", "GIF", "BMP"):
+        for h, w, ok in ((40, 30, True), (30, 41, False), (23, 52, True), (1, 1201, False)):
+            data_ = encoded(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), fmt)
+            assert export.header_size(tf.constant(data_)).numpy().tolist() == [h, w], fmt
+            if ok:
+                assert serve(images=tf.constant([data_]))["classes"].shape == (1, 5)
+            else:
+                with pytest.raises(tf.errors.InvalidArgumentError,
+                                   match=rf"image too large:\] \[{h}\] \[x\] \[{w}\]"):
+                    serve(images=tf.constant([data_]))
+
+
+def test_empty_batch_gives_empty_outputs(exported):
+    serve = tf.saved_model.load(exported[2]).signatures["serving_default"]
+    out = serve(images=tf.constant([], tf.string))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "classes": (0, 3), "probabilities": (0, 3), "scores": (0, 10), "labels": (0, 3)}
+
+
+# ---- CLI errors -----------------------------------------------------------------------------
+@pytest.fixture
+def small_keras(tmp_path):
+    path = tmp_path / "m.keras"
+    kc.get_model("wrn_10_1", input_shape=(16, 16, 3)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("labels", "--labels {tmp}/missing.txt: No such file or directory"),
+    ("out_file", "--out {tmp}/file exists and is not a directory"),
+    ("unwritable", "cannot write /proc/self/keras_classics_out"),
+    ("not_images", "does not take RGB images: its inputs are [(None, 10)]"),
+    ("max_pixels", "--max-pixels: must be a positive integer, got 0"),
+    ("top_k", "--top-k: must be a positive integer, got 0"),
+])
+def test_export_cli_bad_input_is_one_line_and_writes_nothing(case, message, small_keras,
+                                                              tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    model, out = str(small_keras), str(tmp_path / "serve")
+    extra = {"labels": ["--labels", str(tmp_path / "missing.txt")],
+             "out_file": [], "unwritable": [], "not_images": [],
+             "max_pixels": ["--max-pixels", "0"], "top_k": ["--top-k", "0"]}[case]
+    if case == "out_file":
+        out = str(tmp_path / "file")
+    if case == "unwritable":
+        out = "/proc/self/keras_classics_out"
+    if case == "not_images":
+        inp = keras.Input((10,))
+        keras.Model(inp, keras.layers.Dense(3)(inp)).save(tmp_path / "dense.keras")
+        model = str(tmp_path / "dense.keras")
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(SystemExit) as exit_:
+        load_tool("export").main([model, "--out", out, *extra])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ": error: " in err[-1] and message.format(tmp=tmp_path) in err[-1], err
+    assert "Traceback" not in "\n".join(err)
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written

@@ -16,6 +16,8 @@ import pytest
 
 from keras_classics import data, training
 
+from conftest import load_tool  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, str(ROOT / "tools" / "train.py")]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -32,6 +34,7 @@ def saved_weights(path):
     return keras.saving.load_model(path).get_weights()
 
 
+@pytest.mark.slow
 def test_digits_reach_95_percent_and_leave_every_output(tmp_path):
     out = tmp_path / "run"
     result = training.train("resnet18", "digits", epochs=8, batch_size=64, output=str(out),
@@ -53,6 +56,7 @@ def test_digits_reach_95_percent_and_leave_every_output(tmp_path):
     assert (np.asarray(model(x)).argmax(1) == y.numpy()).mean() > 0.9
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_uninterrupted_weights(tmp_path):
     args = SMALL + ["--deterministic", "--checkpoint-every", "3"]
     ref = run(args + ["--output", str(tmp_path / "ref")])
@@ -74,6 +78,7 @@ def test_kill_and_resume_gives_the_uninterrupted_weights(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_then_the_same_command_continues(tmp_path):
     out = tmp_path / "run"
     args = SMALL + ["--epochs", "6", "--checkpoint-every", "2", "--output", str(out)]
@@ -100,6 +105,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
     assert not list(tmp_path.glob("checkpoints/ckpt-*"))  # nothing bad was saved
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_logical_cpus(tmp_path):
     result = run(SMALL + ["--strategy", "mirrored", "--cpu-replicas", "2", "--output",
                           str(tmp_path)])
@@ -118,6 +124,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_multi_worker_on_localhost(tmp_path):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
@@ -197,6 +204,7 @@ def test_aux_losses_weighted_0_3():
     assert got == pytest.approx(ce(main) + 0.3 * 2 * ce(aux), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_googlenet_with_aux_heads_mixed_precision_and_xla(tmp_path):
     result = training.train("googlenet", epochs=1, batch_size=32, image_size=79,
                             output=str(tmp_path), verbose=0, mixed_precision=True, jit=True,
@@ -322,15 +330,6 @@ def test_a_second_training_on_the_same_output_is_refused(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-
-
-def load_tool(name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("args, message", [

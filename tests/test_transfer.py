@@ -49,6 +49,7 @@ def test_regimes_freeze_by_stage_and_bn_stays_in_inference_mode():
     assert transfer.choose_regime("auto", 5000) == "large"
 
 
+@pytest.mark.slow
 def test_transfer_beats_scratch_with_few_labels(tmp_path):
     result = transfer.digits_experiment(per_class=10, output=str(tmp_path))
     acc = {r["setting"]: r["test_accuracy"] for r in result["rows"]}

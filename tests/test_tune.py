@@ -74,6 +74,7 @@ def test_budget_skips_configurations_over_it():
     assert hm.build(hp).count_params() < 300_000
 
 
+@pytest.mark.slow
 def test_tune_zfnet_end_to_end(tmp_path):
     out = subprocess.run(TUNE + ["zfnet", "--max-trials", "2", "--epochs", "1", "--image-size",
                                  "105", "--directory", str(tmp_path), "--export",
@@ -100,6 +101,7 @@ def trial_states(project):
     return states
 
 
+@pytest.mark.slow
 def test_kill_and_resume_repeats_and_loses_no_trial(tmp_path):
     args = TUNE + ["norm", "--max-trials", "3", "--epochs", "1", "--directory", str(tmp_path)]
     project = tmp_path / "norm"
@@ -130,6 +132,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_distributed_search_chief_and_two_workers(tmp_path):
     port = free_port()
     procs = {}
@@ -157,6 +160,7 @@ def test_distributed_search_chief_and_two_workers(tmp_path):
     assert all("worker done" in outs[w][0] for w in ("tuner0", "tuner1"))
 
 
+@pytest.mark.slow
 def test_bayesian_tuner_runs(tmp_path):
     from recipes import search
 
@@ -167,6 +171,7 @@ def test_bayesian_tuner_runs(tmp_path):
     assert report["best_test_accuracy"] > 0.2
 
 
+@pytest.mark.slow
 def test_hyperband_resumes_trials_from_their_checkpoints(tmp_path):
     from recipes import search
 
@@ -191,6 +196,7 @@ def test_hyperband_resumes_trials_from_their_checkpoints(tmp_path):
     assert report["best_test_accuracy"] > 0.2
 
 
+@pytest.mark.slow
 def test_rerun_with_other_settings_and_second_chief_are_refused(tmp_path):
     from recipes import search
 

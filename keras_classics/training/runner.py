@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from .. import data as data_lib
 from ..registry import model_info, resolve
-from ..weights import weights_info
+from ..weights import preprocessing_of, weights_info
 from . import checkpoints as ckpt_lib, outputs
 from .loop import StepLoop
 from .recipes import RECIPES, get_recipe, make_optimizer, plateau_update, schedule
@@ -110,7 +110,7 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
                                    loss_scale=policy == "mixed_float16")
         optimizer.build(net.trainable_variables)
     record = weights_info(net)
-    preprocessing = preprocessing or (record.preprocessing if record else "torch")
+    preprocessing = preprocessing or preprocessing_of(net)
     settings = {"model": info.name if info else net.name, "dataset": data.name,
                 "num_train": data.num_train, "image_size": image_size,
                 "preprocessing": preprocessing, "seed": seed, "replicas": replicas,
