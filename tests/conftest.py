@@ -46,6 +46,22 @@ def load_tool(name):
     return module
 
 
+def call_tool(name, *args):
+    """``python tools/NAME.py ARGS``, run in this process (the tools are thin CLIs over
+    ``main(argv)``): an object with ``returncode``, ``stdout`` and ``stderr``."""
+    import contextlib
+    import io
+    import types
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = load_tool(name).main([str(a) for a in args]) or 0
+        except SystemExit as exit_:
+            code = exit_.code
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
 def random_images(shape, batch=2, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (batch, *shape)).astype("float32")
 

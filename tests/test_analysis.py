@@ -1,9 +1,6 @@
 """keras_classics.profile against the lecture's tables, the papers, torchvision and TensorFlow's
 own profiler."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -11,6 +8,8 @@ import pytest
 
 import keras_classics as kc
 from keras_classics import analysis
+
+from conftest import call_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -195,9 +194,7 @@ def test_inception_example_arithmetic():
 
 
 def run_tool(*args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "analyze.py"), *args],
-                          capture_output=True, text=True, env=env, timeout=600)
+    return call_tool("analyze", *args)
 
 
 def test_cli_lecture_table_and_training_memory():

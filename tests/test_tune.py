@@ -15,6 +15,8 @@ import pytest
 import recipes
 from keras_classics import data
 
+from conftest import call_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 TUNE = [sys.executable, str(ROOT / "tools" / "tune.py")]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -231,7 +233,6 @@ def test_bad_arguments_exit_2_and_write_nothing(tmp_path):
     for args, message in ((["--epochs", "0"], "--epochs: must be a positive integer"),
                           (["--image-size", "-3"], "--image-size: must be a positive"),
                           (["--tuner", "grid2"], "invalid choice")):
-        bad = subprocess.run(TUNE + ["norm", "--directory", str(tmp_path / "d")] + args,
-                             capture_output=True, text=True, env=ENV, timeout=300)
+        bad = call_tool("tune", "norm", "--directory", tmp_path / "d", *args)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
         assert not (tmp_path / "d").exists()

@@ -45,6 +45,9 @@ def _check_count(name, value, minimum=1):
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
+EVAL_BATCH = 64
+
+
 def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, recipe="resnet",
           strategy="auto", mixed_precision=False, jit=False, output="runs/train",
           image_size=None, seed=0, lr=None, checkpoint_every=20, cpu_replicas=None,
@@ -187,9 +190,16 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
         loop.sync_stats()
         ckpts.save(state, state["global_step"])
 
+    # one pipeline per held-out split for the whole run (nothing random in it), in batches
+    # of at least 64: inference keeps no activations for gradients, and small batches
+    # (fine-tuning on few labels) spend most of their time in per-batch overhead (2x here)
+    held_out = {}
+
     def evaluate(split):
-        ds = data.pipeline(split, batch, seed=seed, preprocessing=preprocessing)
-        return loop.evaluate(strat.experimental_distribute_dataset(ds))
+        if split not in held_out:
+            held_out[split] = strat.experimental_distribute_dataset(data.pipeline(
+                split, max(batch, EVAL_BATCH), seed=seed, preprocessing=preprocessing))
+        return loop.evaluate(held_out[split])
 
     interrupted = {"flag": False}
     previous = signal.signal(signal.SIGINT, lambda *a: interrupted.__setitem__("flag", True))
