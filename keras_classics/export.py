@@ -85,7 +85,7 @@ def _image_input(model, image_size=None):
     return size
 
 
-def _mkdir_private_name(parent, prefix):
+def _mkdir_unique(parent, prefix):
     """A new directory ``parent/prefix<random>`` with the usual permissions (``os.mkdir``
     honours the umask; ``tempfile.mkdtemp`` would make it 0700, unreadable by a server
     running as another user)."""
@@ -192,7 +192,7 @@ def export_saved_model(model, base_dir, version=None, fuse_bn=True, top_k=5, lab
     archive.add_endpoint("serving_default", serve_bytes)
     archive.add_endpoint("predict_images", serve_float)
     os.makedirs(base_dir, exist_ok=True)
-    tmp = _mkdir_private_name(base_dir, f".{version}.tmp-")
+    tmp = _mkdir_unique(base_dir, f".{version}.tmp-")
     try:
         archive.write_out(tmp, verbose=False)
         if os.path.exists(target):  # overwrite: swap, then remove the old version
