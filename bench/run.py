@@ -83,11 +83,11 @@ def torch_fns(x):
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     images = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()).contiguous(
         memory_format=torch.channels_last)
+    images16 = images.to(torch.bfloat16)
     fp32 = models.resnet50().eval().to(memory_format=torch.channels_last)
-    bf16 = models.resnet50().eval().to(torch.bfloat16,
-                                                   memory_format=torch.channels_last)
+    bf16 = models.resnet50().eval().to(torch.bfloat16, memory_format=torch.channels_last)
     with torch.inference_mode():
-        frozen = torch.jit.freeze(torch.jit.trace(bf16, images.to(torch.bfloat16)))
+        frozen = torch.jit.freeze(torch.jit.trace(bf16, images16))
 
     def run(model, inputs):
         def call():
@@ -95,8 +95,8 @@ def torch_fns(x):
                 return model(inputs).float().numpy()
         return call
     return {"torch_fp32": run(fp32, images),
-            "torch_bf16": run(bf16, images.to(torch.bfloat16)),
-            "torch_bf16_jit": run(frozen, images.to(torch.bfloat16))}
+            "torch_bf16": run(bf16, images16),
+            "torch_bf16_jit": run(frozen, images16)}
 
 
 def keras_twin(name, ours):

@@ -248,7 +248,7 @@ def export_tflite(model, path, fuse_bn=True, image_size=None, check=True,
     with the Keras model; the file is only kept when every output is finite, the largest
     difference is within 1e-3 of the output range (3e-2 for a model computing in 16 bits) and
     no top-1 disagreement is decisive (:func:`parity`). Returns ``(path, report)``."""
-    size = _image_input(model, (image_size, image_size) if image_size else None)
+    size = _image_input(model, image_size)
     if not str(path).endswith(".tflite"):
         raise ValueError(f"{path}: a TFLite file name ends with .tflite")
     if os.path.exists(path) and not overwrite:

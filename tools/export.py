@@ -74,9 +74,10 @@ def main(argv=None):
             path, report = export.export_tflite(
                 model, os.path.join(args.out, "model.tflite"), fuse_bn=not args.no_fuse,
                 image_size=args.image_size, preprocessing=pre)
-            print(f"wrote {path} (on {report['images']} held-out digits: top-1 agreement with Keras {report['top1_agreement']:.0%}, max "
-                  f"|TFLite - Keras| = {report['max_abs_difference']:.2e}; input: one "
-                  f"preprocessed float32 image, preprocessing {pre})")
+            print(f"wrote {path} (on {report['images']} held-out digits: top-1 agreement with "
+                  f"Keras {report['top1_agreement']:.0%}, max |TFLite - Keras| = "
+                  f"{report['max_abs_difference']:.2e}; input: one preprocessed float32 "
+                  f"image, preprocessing {pre})")
             return 0
         path = export.export_saved_model(
             model, args.out, version=args.version, fuse_bn=not args.no_fuse, top_k=args.top_k,
