@@ -1,7 +1,10 @@
-"""What every recipe shares: build from the registry, train with keras_classics.training."""
+"""What every recipe shares: build from the registry, train with keras_classics.training,
+once per seed."""
 import os
+import shutil
 
 import keras_tuner as kt
+import numpy as np
 
 from keras_classics import model_info, profile, training
 
@@ -14,13 +17,16 @@ class RecipeHyperModel(kt.HyperModel):
     image_size = 32
     epochs = 3
     batch_size = 64
+    warmup_epochs = None  # None: the training recipe's
+    seeds = 2  # each configuration trains once per seed: 0, 1, ...
+    precision = "auto"  # auto (the machine's fastest: training.fast_precision) | float32 | mixed
     max_trials = 4
     budget_params = None  # skip configurations with more trainable parameters
     min_image_size = 4  # the smallest input every configuration of the space admits
     default_tuner = "random"
 
     def __init__(self, data, image_size=None, epochs=None, batch_size=None, strategy="default",
-                 budget_params=None, verbose=0):
+                 budget_params=None, verbose=0, seeds=None, precision=None):
         super().__init__(name=type(self).__module__.split(".")[-1])
         self.data = data
         self.image_size = image_size or self.image_size
@@ -28,11 +34,16 @@ class RecipeHyperModel(kt.HyperModel):
             raise ValueError(f"{self.name}: every configuration of this search needs inputs "
                              f"of at least {self.min_image_size}x{self.min_image_size}, got "
                              f"--image-size {self.image_size}")
-        for arg, value in (("epochs", epochs), ("batch_size", batch_size)):
+        for arg, value in (("epochs", epochs), ("batch_size", batch_size), ("seeds", seeds)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{self.name}: {arg} must be a positive int, got {value!r}")
         self.epochs = epochs or self.epochs
         self.batch_size = batch_size or self.batch_size
+        self.seeds = seeds or self.seeds
+        self.precision = precision or self.precision
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"{self.name}: unknown precision {self.precision!r}; allowed: "
+                             f"{', '.join(PRECISIONS)}")
         self.strategy = strategy
         self.budget_params = budget_params or self.budget_params
         self.verbose = verbose
@@ -43,6 +54,11 @@ class RecipeHyperModel(kt.HyperModel):
     @staticmethod
     def label(values):
         return ", ".join(f"{k}={v}" for k, v in values.items() if not k.startswith("tuner/"))
+
+    @staticmethod
+    def columns(values):
+        """Extra leaderboard columns derived from a configuration's values."""
+        return {}
 
     def make(self, hp, classes=None, input_shape=None):
         name, kwargs, _ = self.space(hp)
@@ -65,28 +81,66 @@ class RecipeHyperModel(kt.HyperModel):
 
     def fit(self, hp, model, *args, trial_dir=None, epochs=None, initial_epoch=0,
             callbacks=None, **kwargs):
-        """Train ``model`` — the one keras-tuner built, carrying the weights Hyperband resumes
-        from — with keras_classics' loop (built again under the strategy, same weights),
-        honouring keras-tuner's ``epochs``, ``initial_epoch`` and ``callbacks`` (its
-        ``SaveBestEpoch`` writes the checkpoint a resumed Hyperband trial loads)."""
+        """Train the configuration ``hp`` once per seed with keras_classics' loop (each seed
+        its own initialization, shuffling and augmentation; ``trial_dir/seed{i}``) and return
+        the mean and spread over seeds. Honours keras-tuner's ``epochs``, ``initial_epoch`` and
+        ``callbacks``: a Hyperband trial resumed from ``model``'s weights (the checkpoint
+        keras-tuner's ``SaveBestEpoch`` wrote: the best epoch of the parent's seeds) starts
+        every seed from them."""
+        resumed = model.get_weights() if initial_epoch else None
+        runs = []
+        for seed in range(self.seeds):
+            output = os.path.join(trial_dir or "trial", f"seed{seed}")
+            runs.append(self.train_seed(hp, seed, output, epochs=epochs,
+                                        initial_epoch=initial_epoch, callbacks=callbacks,
+                                        weights=resumed).summary)
+            # a finished run keeps model.keras, history and summary; its checkpoints (model
+            # and optimizer state, 0.6 GB for a ZFNet) only served resuming it
+            shutil.rmtree(os.path.join(output, "checkpoints"), ignore_errors=True)
+        return aggregate(runs)
+
+    def train_seed(self, hp, seed, output, epochs=None, initial_epoch=0, callbacks=None,
+                   weights=None, overwrite=False):
+        """Train configuration ``hp`` once, with ``seed``, into ``output`` (starting from
+        ``weights`` if given); returns the :class:`keras_classics.training.TrainResult`."""
         _, _, overrides = self.space(hp)
-        weights = model.get_weights()
 
         def build(classes, shape):
             net = self.make(hp, classes, shape)
-            net.set_weights(weights)
+            if weights is not None:
+                net.set_weights(weights)
             return net
 
-        result = training.train(
+        return training.train(
             data=self.data, build_model=build, epochs=epochs or self.epochs,
             initial_epoch=initial_epoch, callbacks=callbacks, batch_size=self.batch_size,
             image_size=self.image_size, recipe=overrides.pop("recipe", self.recipe),
-            strategy=self.strategy, output=os.path.join(trial_dir or "trial", "train"),
-            verbose=self.verbose, **overrides)
-        return {"val_accuracy": result.summary["best_val_accuracy"],
-                "seconds": result.summary["wall_time_s"]}
+            strategy=self.strategy, seed=seed, warmup_epochs=self.warmup_epochs,
+            mixed_precision="auto" if self.precision == "auto" else self.precision == "mixed",
+            output=output, verbose=self.verbose, overwrite=overwrite, **overrides)
 
     def measure(self, hp):
         """(trainable parameters, multiply-adds per image) of ``hp``'s model."""
         prof = profile(self.make(hp))
         return prof.trainable_params, prof.macs
+
+
+PRECISIONS = ("auto", "float32", "mixed")
+
+
+def aggregate(summaries):
+    """keras-tuner metrics of one configuration from its seeds' training summaries: mean and
+    sample standard deviation (0 for one seed) of the best validation and the final test
+    accuracy, each seed's values (``val_accuracy_seed0``, ...), the total time, and how much
+    the validation accuracy still rose in the last epoch (mean over seeds)."""
+    metrics = {"seeds": len(summaries),
+               "seconds": float(sum(s["wall_time_s"] for s in summaries))}
+    for key, field in (("val_accuracy", "best_val_accuracy"), ("test_accuracy", "test_accuracy")):
+        values = np.array([s[field] for s in summaries], dtype=float)
+        metrics[key] = float(values.mean())
+        metrics[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        metrics.update({f"{key}_seed{i}": float(v) for i, v in enumerate(values)})
+    rises = [s["last_epoch_rise"] for s in summaries if s.get("last_epoch_rise") is not None]
+    if rises:  # a run of one epoch has none
+        metrics["last_epoch_rise"] = float(np.mean(rises))
+    return metrics

@@ -9,14 +9,19 @@ import csv
 import json
 import os
 import time
+import warnings
 
 import keras_tuner as kt
+import numpy as np
 
-from keras_classics import training
 from keras_classics.training.checkpoints import differences, lock
 
 TUNERS = {"random": kt.RandomSearch, "hyperband": kt.Hyperband,
           "bayesian": kt.BayesianOptimization, "grid": kt.GridSearch}
+
+
+class SearchFailed(RuntimeError):
+    """The search ran but no configuration completed."""
 
 
 class _Reporting:
@@ -37,7 +42,8 @@ class _Reporting:
             result = getattr(self, "_last_result", None) or {}
             acc, secs = result.get("val_accuracy", float("nan")), result.get("seconds", 0)
             print(f"[trial {trial.trial_id}, {done} run here] {label}: val_accuracy {acc:.4f} "
-                  f"({secs:.0f} s)", flush=True)
+                  f"± {result.get('val_accuracy_std', float('nan')):.4f} over "
+                  f"{result.get('seeds', 1)} seeds ({secs:.0f} s)", flush=True)
         else:
             print(f"[trial {trial.trial_id}, {done} run here] {label}: {trial.status.lower()} "
                   f"({(trial.message or '').strip().splitlines()[-1:] or ''})", flush=True)
@@ -62,24 +68,84 @@ def is_worker():
 
 
 def leaderboard(tuner):
-    """One dict per trial, best first: hyperparameters, parameters, MACs, accuracy, time."""
+    """One dict per trial, best first: hyperparameters, parameters, MACs, accuracy (mean and
+    standard deviation over seeds, and each seed's), time."""
     hm = tuner.hypermodel
     rows = []
     for trial in tuner.oracle.trials.values():
         values = dict(trial.hyperparameters.values)
         row = {"trial": trial.trial_id, "status": trial.status.lower(),
-               "label": hm.label(values), **values}
+               "label": hm.label(values), **values, **hm.columns(values)}
         try:
             row["params"], row["macs"] = hm.measure(trial.hyperparameters)
         except ValueError as err:
             row["params"] = row["macs"] = None
             row["status"] = f"invalid: {err}"
         if trial.status == "COMPLETED":
-            row["val_accuracy"] = trial.metrics.get_best_value("val_accuracy")
-            row["seconds"] = trial.metrics.get_best_value("seconds")
+            metrics = trial.metrics.metrics
+            row.update({name: trial.metrics.get_best_value(name) for name in RESULT_METRICS
+                        if name in metrics})
+            row.update({name: trial.metrics.get_best_value(name) for name in sorted(metrics)
+                        if "_seed" in name})
+            row["seeds"] = int(row.get("seeds") or 1)
         rows.append(row)
     rows.sort(key=lambda r: -(r.get("val_accuracy") or -1))
     return rows
+
+
+RESULT_METRICS = ("val_accuracy", "val_accuracy_std", "test_accuracy", "test_accuracy_std",
+                  "seeds", "seconds", "last_epoch_rise")
+UNSETTLED = 0.02  # a validation accuracy still rising by more than this in the last epoch
+
+
+def seed_values(row, key="val_accuracy"):
+    """Each seed's ``key`` of a leaderboard row, in seed order."""
+    return [row[f"{key}_seed{i}"] for i in range(int(row.get("seeds") or 0))
+            if f"{key}_seed{i}" in row]
+
+
+def compare(a, b, alpha=0.05):
+    """Does sample ``a`` (one value per seed) beat sample ``b``? Welch's two-sample t-test,
+    one-sided (mean of a > mean of b), at level ``alpha``: returns (beats, p). Fewer than two
+    seeds on either side, or no spread on both (seeds that agree to the last validation
+    image), cannot be tested: (False, nan)."""
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()) or \
+            (a.std() == 0 and b.std() == 0):  # no spread on either side: t is undefined
+        return False, float("nan")
+    with warnings.catch_warnings():  # scipy warns when one side has (almost) no spread
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
+    return bool(p < alpha), p
+
+
+def verdict(rows, alpha=0.05):
+    """One line: does the best configuration (first row) beat each other completed one?"""
+    done = [r for r in rows if r.get("val_accuracy") is not None]
+    if len(done) < 2:
+        return "verdict: nothing to compare (fewer than two completed configurations)"
+    best, others = done[0], done[1:]
+    a = seed_values(best)
+    if len(a) < 2:
+        return (f"verdict: cannot tell: {len(a)} seed per configuration; a test needs at "
+                "least two (--seeds 2)")
+    beaten, close = [], []
+    for row in others:
+        beats, p = compare(a, seed_values(row), alpha)
+        (beaten if beats else close).append(
+            f"{row['label']} (p={p:.2g})" if p == p else
+            f"{row['label']} (untestable: no spread in either)")
+    test = (f"Welch's one-sided t-test on validation accuracy over {len(a)} seeds, "
+            f"p < {alpha}")
+    if not beaten:
+        return (f"verdict: the data cannot separate the best, {best['label']}, from any other "
+                f"configuration: {', '.join(close)} [{test}]")
+    line = f"verdict: {best['label']} beats {', '.join(beaten)}"
+    if close:
+        line += f"; cannot be separated from {', '.join(close)}"
+    return line + f" [{test}]"
 
 
 def write_results(rows, directory):
@@ -98,27 +164,31 @@ def write_results(rows, directory):
 
 
 def plot(rows, recipe, path):
-    """wide_resnet: accuracy against parameters, depth by marker and width by colour;
-    other recipes: accuracy per configuration."""
+    """Validation accuracy, mean over seeds with ±1 standard deviation error bars.
+    wide_resnet: against parameters, depth by marker and width by colour; other recipes: per
+    configuration."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     done = [r for r in rows if r.get("val_accuracy") is not None]
+    std = [r.get("val_accuracy_std") or 0.0 for r in done]
+    seeds = max((int(r.get("seeds") or 1) for r in done), default=1)
     fig, ax = plt.subplots(figsize=(9, 5))
     if recipe == "wide_resnet":
         markers = dict(zip(sorted({r["depth"] for r in done}), "osD^v<>p"))
         widths = sorted({r["width"] for r in done})
         colors = dict(zip(widths, plt.cm.viridis([i / max(len(widths) - 1, 1)
                                                   for i in range(len(widths))])))
-        for r in done:
-            ax.scatter(r["params"] / 1e6, r["val_accuracy"], marker=markers[r["depth"]],
-                       color=colors[r["width"]], s=90, edgecolors="k")
+        for r, e in zip(done, std):
+            ax.errorbar(r["params"] / 1e6, r["val_accuracy"], yerr=e, fmt=markers[r["depth"]],
+                        color=colors[r["width"]], ms=9, mec="k", capsize=4)
             ax.annotate(r["label"], (r["params"] / 1e6, r["val_accuracy"]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
+                        xytext=(6, 4), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters (M, log)")
+        ax.set_ylabel(f"validation accuracy (mean ± std over {seeds} seeds)")
         for d, m in markers.items():
             ax.scatter([], [], marker=m, color="gray", label=f"depth {d}")
         for w, c in colors.items():
@@ -126,14 +196,16 @@ def plot(rows, recipe, path):
         ax.legend(fontsize=8)
         ax.set_title("Wide ResNet: width against depth")
     else:
-        done = sorted(done, key=lambda r: r["label"])
-        ax.barh([r["label"] for r in done], [r["val_accuracy"] for r in done], color="tab:blue")
-        for i, r in enumerate(done):
-            ax.text(r["val_accuracy"], i, f" {r['val_accuracy']:.3f}", va="center", fontsize=8)
-        ax.set_xlabel("validation accuracy")
+        order = sorted(range(len(done)), key=lambda i: done[i]["label"])
+        done, std = [done[i] for i in order], [std[i] for i in order]
+        ax.barh([r["label"] for r in done], [r["val_accuracy"] for r in done], xerr=std,
+                color="tab:blue", capsize=4)
+        for i, (r, e) in enumerate(zip(done, std)):
+            ax.text(min(r["val_accuracy"] + e, 1.0), i,
+                    f" {r['val_accuracy']:.3f} ± {e:.3f}", va="center", fontsize=8)
+        ax.set_xlabel(f"validation accuracy (mean ± std over {seeds} seeds)")
         ax.set_title(f"{recipe}: accuracy per configuration")
-        ax.set_xlim(0, 1.08)
-    ax.set_ylabel("validation accuracy" if recipe == "wide_resnet" else "")
+        ax.set_xlim(0, 1.2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path + ".tmp.png", dpi=110)
@@ -141,34 +213,48 @@ def plot(rows, recipe, path):
     os.replace(path + ".tmp.png", path)
 
 
-def retrain_best(tuner, directory):
-    """Train the best configuration again (same budget, from scratch: the best may have
-    changed since a previous run) and evaluate it on the test split."""
-    hm = tuner.hypermodel
-    best = tuner.get_best_hyperparameters(1)[0]
-    _, _, overrides = hm.space(best)
-    result = training.train(
-        data=hm.data, build_model=lambda c, s: hm.make(best, c, s), epochs=hm.epochs,
-        batch_size=hm.batch_size, image_size=hm.image_size,
-        recipe=overrides.pop("recipe", hm.recipe), strategy=hm.strategy,
-        output=os.path.join(directory, "best"), verbose=0, overwrite=True, **overrides)
-    return best, result
+def best_model(tuner, rows, directory):
+    """The best configuration's model: its best seed's run (trained in the search) copied to
+    ``directory/best``; where that run is not on this machine (a worker elsewhere ran the
+    trial), the configuration is trained again with that seed. Returns (hyperparameters,
+    keras model, that run's summary)."""
+    import shutil
+
+    import keras
+
+    best = rows[0]
+    trial = tuner.oracle.get_trial(best["trial"])
+    seed = int(np.argmax(seed_values(best)))
+    source = os.path.join(tuner.get_trial_dir(best["trial"]), f"seed{seed}")
+    target = os.path.join(directory, "best")
+    shutil.rmtree(target, ignore_errors=True)
+    if os.path.exists(os.path.join(source, "model.keras")):
+        shutil.copytree(source, target,
+                        ignore=shutil.ignore_patterns("checkpoints", "logs", ".lock"))
+        with open(os.path.join(target, "summary.json")) as f:
+            summary = json.load(f)
+        return trial.hyperparameters, keras.saving.load_model(
+            os.path.join(target, "model.keras")), summary
+    result = tuner.hypermodel.train_seed(trial.hyperparameters, seed, target, overwrite=True)
+    return trial.hyperparameters, result.model, result.summary
 
 
 def run(recipe_cls, data, recipe, tuner="random", max_trials=None, epochs=None,
         image_size=None, batch_size=None, directory="runs/tune", overwrite=False,
-        strategy="default", budget_params=None, export_dir=None):
+        strategy="default", budget_params=None, export_dir=None, seeds=None, precision=None):
     """The whole job behind ``tools/tune.py``; returns the report dict (None on a worker)."""
     if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 1):
         raise ValueError(f"max_trials must be a positive int, got {max_trials!r}")
     hm = recipe_cls(data, image_size=image_size, epochs=epochs, batch_size=batch_size,
-                    strategy=strategy, budget_params=budget_params)
+                    strategy=strategy, budget_params=budget_params, seeds=seeds,
+                    precision=precision)
     if tuner not in TUNERS:
         raise ValueError(f"unknown tuner {tuner!r}; allowed: {', '.join(TUNERS)}")
     settings = {"recipe": recipe, "dataset": data.name, "num_train": data.num_train,
                 "tuner": tuner, "max_trials": max_trials or hm.max_trials, "epochs": hm.epochs,
                 "image_size": hm.image_size, "batch_size": hm.batch_size,
-                "budget_params": hm.budget_params, "strategy": strategy}
+                "budget_params": hm.budget_params, "strategy": strategy, "seeds": hm.seeds,
+                "precision": hm.precision, "warmup_epochs": hm.warmup_epochs}
     project = os.path.join(directory, recipe)
     if is_worker():  # the chief's oracle hands out trials; the chief checked the settings
         make_tuner(tuner, hm, directory, recipe, settings["max_trials"],
@@ -204,7 +290,7 @@ def _search(hm, data, recipe, tuner, settings, directory, project, overwrite, ex
     os.makedirs(project, exist_ok=True)
     with open(os.path.join(project, "settings.json"), "w") as f:
         json.dump(settings, f, indent=1)
-    if overwrite:  # keras-tuner removed the search; our retrained best goes with it
+    if overwrite:  # keras-tuner removed the search; our copy of its best goes with it
         import shutil
 
         shutil.rmtree(os.path.join(project, "best"), ignore_errors=True)
@@ -212,19 +298,26 @@ def _search(hm, data, recipe, tuner, settings, directory, project, overwrite, ex
     t.search(verbose=0)
     rows = leaderboard(t)
     write_results(rows, project)
+    if not any(r.get("val_accuracy") is not None for r in rows):
+        raise SearchFailed(f"no trial of {project} completed: see the messages above")
     plot(rows, recipe, os.path.join(project, "results.png"))
-    best, result = retrain_best(t, project)
-    summary = result.summary
+    best, model, summary = best_model(t, rows, project)
+    top = rows[0]
     report = {"recipe": recipe, "tuner": tuner, "trials": rows, "best": best.values,
-              "best_label": hm.label(best.values),
-              "best_test_accuracy": summary["test_accuracy"],
-              "best_val_accuracy": summary["best_val_accuracy"],
+              "best_label": hm.label(best.values), "seeds": hm.seeds,
+              "best_test_accuracy": top["test_accuracy"],
+              "best_test_accuracy_std": top["test_accuracy_std"],
+              "best_val_accuracy": top["val_accuracy"],
+              "best_val_accuracy_std": top["val_accuracy_std"],
+              "best_model_test_accuracy": summary["test_accuracy"],
+              "verdict": verdict(rows),
+              "unsettled": [r["label"] for r in rows
+                            if (r.get("last_epoch_rise") or 0) > UNSETTLED],
               "search_seconds": time.perf_counter() - start, "directory": project}
     if export_dir:
         from keras_classics import export_saved_model
 
-        report["export"] = export_saved_model(result.model, export_dir,
-                                              labels=data.class_names)
+        report["export"] = export_saved_model(model, export_dir, labels=data.class_names)
     with open(os.path.join(project, "report.json"), "w") as f:
         json.dump({k: v for k, v in report.items() if k != "trials"}, f, indent=1,
                   default=str)

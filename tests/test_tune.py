@@ -10,10 +10,14 @@ import time
 from pathlib import Path
 
 import keras_tuner as kt
+import numpy as np
 import pytest
+from scipy import stats
 
 import recipes
 from keras_classics import data
+from keras_classics.training.strategy import fast_precision
+from recipes import base, search
 
 from conftest import call_tool
 
@@ -66,33 +70,71 @@ def test_unknown_recipe_and_out_of_range_values():
 
 
 def test_budget_skips_configurations_over_it():
-    hm = recipes.get("wide_resnet")(data.digits(32), budget_params=300_000)
+    hm = recipes.get("wide_resnet")(data.digits(32), budget_params=600_000)
     hp = kt.HyperParameters()
     hm.space(hp)
-    hp.values.update(depth=40, width=4)
+    hp.values.update(net="WRN-16-2")  # 0.69 M
     with pytest.raises(kt.errors.FailedTrialError, match="over the budget"):
         hm.build(hp)
-    hp.values.update(depth=10, width=1)
-    assert hm.build(hp).count_params() < 300_000
+    hp.values.update(net="WRN-40-1")  # 0.56 M
+    assert hm.build(hp).count_params() < 600_000
+
+
+def test_wide_resnet_pairs_have_about_equal_parameters():
+    """The grid's pairs, thin-deep then wide-shallow, differ by at most 25% in parameters."""
+    from recipes.wide_resnet import PAIRS
+
+    hm = recipes.get("wide_resnet")(data.digits(32))
+    names = list(PAIRS)
+    for deep, wide in zip(names[::2], names[1::2]):
+        (d1, w1), (d2, w2) = PAIRS[deep], PAIRS[wide]
+        assert d1 > d2 and w1 < w2
+        counts = []
+        for name in (deep, wide):
+            hp = kt.HyperParameters()
+            hp.values["net"] = name
+            counts.append(hm.make(hp).count_params())
+        assert max(counts) / min(counts) < 1.25, (deep, wide, counts)
 
 
 @pytest.mark.slow
 def test_tune_zfnet_end_to_end(tmp_path):
     out = subprocess.run(TUNE + ["zfnet", "--max-trials", "2", "--epochs", "1", "--image-size",
-                                 "105", "--directory", str(tmp_path), "--export",
-                                 str(tmp_path / "serving")],
+                                 "105", "--seeds", "2", "--directory", str(tmp_path),
+                                 "--export", str(tmp_path / "serving")],
                          capture_output=True, text=True, env=ENV, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.count("[trial ") == 2 and "Leaderboard (zfnet):" in out.stdout
-    assert "retrained: test accuracy" in out.stdout
+    assert out.stdout.count("[trial ") == 2 and "mean ± std over 2 seeds" in out.stdout
+    assert "verdict: " in out.stdout and "Welch's one-sided t-test" in out.stdout
     project = tmp_path / "zfnet"
     rows = list(csv.DictReader((project / "results.csv").open()))
-    assert len(rows) == 2 and all(float(r["val_accuracy"]) >= 0 for r in rows)
-    assert {r["conv1"] for r in rows} <= {"7x7/2", "11x11/4"} and int(rows[0]["params"]) > 0
-    assert int(rows[0]["macs"]) > 0
-    assert (project / "results.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(rows) == 2 and {r["conv1"] for r in rows} == {"7x7/2"}
+    assert {r["conv3_5"] for r in rows} == {"384-384-256", "512-1024-512"}
+    # every figure in results.csv is the one its seeds' training runs wrote
+    for r in rows:
+        runs = [json.loads((project / f"trial_{r['trial']}" / f"seed{i}" /
+                            "summary.json").read_text()) for i in range(2)]
+        val = [s["best_val_accuracy"] for s in runs]
+        test = [s["test_accuracy"] for s in runs]
+        assert [float(r[f"val_accuracy_seed{i}"]) for i in range(2)] == pytest.approx(val)
+        assert float(r["val_accuracy"]) == pytest.approx(np.mean(val))
+        assert float(r["val_accuracy_std"]) == pytest.approx(np.std(val, ddof=1))
+        assert float(r["test_accuracy"]) == pytest.approx(np.mean(test))
+        assert runs[0]["weights_checksum"] != runs[1]["weights_checksum"]  # two seeds trained
+        assert {s["precision"] for s in runs} == {fast_precision()}
+        assert f"{float(r['val_accuracy']):.4f} ± {float(r['val_accuracy_std']):.4f}" in \
+            out.stdout
+    assert float(rows[0]["val_accuracy"]) >= float(rows[1]["val_accuracy"])
     report = json.loads((project / "report.json").read_text())
-    assert 0 <= report["best_test_accuracy"] <= 1
+    assert report["best_test_accuracy"] == pytest.approx(float(rows[0]["test_accuracy"]))
+    assert f"test accuracy {report['best_test_accuracy']:.4f}" in out.stdout
+    # best/ is the best configuration's best seed, as trained in the search
+    seed = int(np.argmax([float(rows[0][f"val_accuracy_seed{i}"]) for i in range(2)]))
+    best = json.loads((project / "best" / "summary.json").read_text())
+    trained = json.loads((project / f"trial_{rows[0]['trial']}" / f"seed{seed}" /
+                          "summary.json").read_text())
+    assert best == trained
+    assert (project / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "serving" / "1" / "saved_model.pb").exists()
 
 
@@ -105,7 +147,8 @@ def trial_states(project):
 
 @pytest.mark.slow
 def test_kill_and_resume_repeats_and_loses_no_trial(tmp_path):
-    args = TUNE + ["norm", "--max-trials", "3", "--epochs", "1", "--directory", str(tmp_path)]
+    args = TUNE + ["norm", "--max-trials", "3", "--epochs", "1", "--seeds", "1", "--directory",
+                   str(tmp_path)]
     project = tmp_path / "norm"
     proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -142,9 +185,9 @@ def test_distributed_search_chief_and_two_workers(tmp_path):
         env = {**ENV, "KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": "127.0.0.1",
                "KERASTUNER_ORACLE_PORT": str(port)}
         procs[tuner_id] = subprocess.Popen(
-            TUNE + ["norm", "--max-trials", "4", "--epochs", "1", "--directory",
-                    str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
+            TUNE + ["norm", "--max-trials", "4", "--epochs", "1", "--seeds", "1",
+                    "--directory", str(tmp_path)], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
         if tuner_id == "chief":
             time.sleep(3)
     try:
@@ -156,7 +199,7 @@ def test_distributed_search_chief_and_two_workers(tmp_path):
         {"chief": 0, "tuner0": 0, "tuner1": 0}, {k: o[1][-1500:] for k, o in outs.items()}
     states = trial_states(tmp_path / "norm")
     assert sorted(states.values()) == ["COMPLETED"] * 4
-    runs = list((tmp_path / "norm").glob("trial_*/train/summary.json"))
+    runs = list((tmp_path / "norm").glob("trial_*/seed*/summary.json"))
     assert len(runs) == 4  # each trial trained once
     assert "Leaderboard (norm):" in outs["chief"][0]
     assert all("worker done" in outs[w][0] for w in ("tuner0", "tuner1"))
@@ -164,10 +207,9 @@ def test_distributed_search_chief_and_two_workers(tmp_path):
 
 @pytest.mark.slow
 def test_bayesian_tuner_runs(tmp_path):
-    from recipes import search
-
     report = search.run(recipes.get("norm"), data.digits(16), "norm", tuner="bayesian",
-                        max_trials=2, epochs=2, image_size=16, directory=str(tmp_path))
+                        max_trials=2, epochs=2, image_size=16, directory=str(tmp_path),
+                        seeds=1)
     done = [r for r in report["trials"] if r["status"] == "completed"]
     assert len(done) == 2 and all(r["val_accuracy"] > 0.2 for r in done)  # chance: 0.1
     assert report["best_test_accuracy"] > 0.2
@@ -175,11 +217,9 @@ def test_bayesian_tuner_runs(tmp_path):
 
 @pytest.mark.slow
 def test_hyperband_resumes_trials_from_their_checkpoints(tmp_path):
-    from recipes import search
-
     # max_epochs 3, factor 3: a bracket trains trials 1 epoch, then continues the best to 3
     report = search.run(recipes.get("norm"), data.digits(16), "norm", tuner="hyperband",
-                        epochs=3, image_size=16, directory=str(tmp_path))
+                        epochs=3, image_size=16, directory=str(tmp_path), seeds=1)
     project = tmp_path / "norm"
     trials = [json.loads(p.read_text()) for p in project.glob("trial_*/trial.json")]
     resumed = [t for t in trials if t["hyperparameters"]["values"].get("tuner/initial_epoch")]
@@ -188,22 +228,20 @@ def test_hyperband_resumes_trials_from_their_checkpoints(tmp_path):
         values = t["hyperparameters"]["values"]
         parent = project / f"trial_{values['tuner/trial_id']}"
         assert (parent / "checkpoint.weights.h5").exists()  # written by keras-tuner's callback
-        rows = list(csv.DictReader((project / f"trial_{t['trial_id']}" / "train" /
+        rows = list(csv.DictReader((project / f"trial_{t['trial_id']}" / "seed0" /
                                     "history.csv").open()))
         # trained from epoch initial_epoch + 1 on, starting from the parent's weights
         assert int(rows[0]["epoch"]) == values["tuner/initial_epoch"] + 1
         assert int(rows[-1]["epoch"]) == values["tuner/epochs"]
-        parent_rows = list(csv.DictReader((parent / "train" / "history.csv").open()))
+        parent_rows = list(csv.DictReader((parent / "seed0" / "history.csv").open()))
         assert float(rows[0]["loss"]) < float(parent_rows[0]["loss"])
     assert report["best_test_accuracy"] > 0.2
 
 
 @pytest.mark.slow
 def test_rerun_with_other_settings_and_second_chief_are_refused(tmp_path):
-    from recipes import search
-
     digits = data.digits(16)
-    kw = dict(tuner="random", max_trials=1, image_size=16, directory=str(tmp_path))
+    kw = dict(tuner="random", max_trials=1, image_size=16, directory=str(tmp_path), seeds=1)
     search.run(recipes.get("norm"), digits, "norm", epochs=1, **kw)
     with pytest.raises(ValueError, match=r"(?s)other settings:.*epochs: 1 in settings.json, 2 "
                                          r"now.*--overwrite"):
@@ -236,3 +274,61 @@ def test_bad_arguments_exit_2_and_write_nothing(tmp_path):
         bad = call_tool("tune", "norm", "--directory", tmp_path / "d", *args)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
         assert not (tmp_path / "d").exists()
+
+
+def test_aggregate_over_seeds():
+    runs = [{"best_val_accuracy": v, "test_accuracy": t, "wall_time_s": 10.0 + i,
+             "last_epoch_rise": r} for i, (v, t, r) in
+            enumerate([(0.90, 0.88, 0.01), (0.94, 0.90, 0.05), (0.95, 0.97, None)])]
+    m = base.aggregate(runs)
+    assert m["seeds"] == 3 and m["seconds"] == 33.0
+    assert m["val_accuracy"] == pytest.approx(0.93) and m["test_accuracy"] == pytest.approx(
+        0.9166667)
+    # sample standard deviation: sqrt(((-.03)^2 + .01^2 + .02^2) / 2)
+    assert m["val_accuracy_std"] == pytest.approx(np.sqrt((0.0009 + 0.0001 + 0.0004) / 2))
+    assert [m[f"val_accuracy_seed{i}"] for i in range(3)] == [0.90, 0.94, 0.95]
+    assert m["last_epoch_rise"] == pytest.approx(0.03)  # mean over the seeds that have one
+    one = base.aggregate(runs[:1])
+    assert one["val_accuracy_std"] == 0.0 and one["seeds"] == 1
+
+
+def rows_of(*samples):
+    return [{"label": f"config {i}", "seeds": len(s), "val_accuracy": float(np.mean(s)),
+             **{f"val_accuracy_seed{j}": v for j, v in enumerate(s)}}
+            for i, s in enumerate(samples)]
+
+
+def test_verdict_calls_a_clear_difference_and_not_equal_results():
+    clear = rows_of([0.97, 0.975, 0.972], [0.80, 0.81, 0.79], [0.971, 0.965, 0.975])
+    line = search.verdict(clear)
+    assert line.startswith("verdict: config 0 beats config 1 (p=")
+    assert "cannot be separated from config 2" in line and "Welch's one-sided t-test" in line
+    # the p-value is Welch's: t and the Welch-Satterthwaite degrees of freedom by hand
+    a, b = np.array([0.97, 0.975, 0.972]), np.array([0.80, 0.81, 0.79])
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
+    t = (a.mean() - b.mean()) / np.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
+    beats, p = search.compare(a, b)
+    assert beats and p == pytest.approx(stats.t.sf(t, df)) and p < 0.05
+    equal = rows_of([0.90, 0.92], [0.92, 0.90])
+    assert search.verdict(equal).startswith("verdict: the data cannot separate the best")
+    assert search.compare([0.90, 0.92], [0.92, 0.90]) == (False, pytest.approx(0.5))
+    # a worse configuration never "beats"; NaN and single seeds cannot be tested
+    assert not search.compare([0.80, 0.81, 0.79], [0.97, 0.975, 0.972])[0]
+    assert search.compare([0.9, float("nan")], [0.5, 0.6])[0] is False
+    assert search.verdict(rows_of([0.9], [0.5])).startswith("verdict: cannot tell: 1 seed")
+    # spread on one side only is Welch's test; on neither side the test is undefined
+    assert search.compare([0.95, 0.96], [0.8, 0.8])[0] is True
+    beats, p = search.compare([0.9, 0.9], [0.8, 0.8])
+    assert beats is False and np.isnan(p)
+    assert "config 1 (untestable: no spread in either)" in search.verdict(
+        rows_of([0.9, 0.9], [0.8, 0.8]))
+
+
+def test_fastest_precision_follows_the_cpu_flags(tmp_path):
+    flags = "flags\t\t: fpu sse2 avx2 avx512f {}\n"
+    for extra, policy in (("avx512_bf16", "mixed_bfloat16"),
+                          ("amx_bf16 amx_tile", "mixed_bfloat16"), ("avx512_vnni", "float32")):
+        (tmp_path / "cpuinfo").write_text("processor\t: 0\n" + flags.format(extra))
+        assert fast_precision(str(tmp_path / "cpuinfo")) == policy
+    assert fast_precision(str(tmp_path / "missing")) == "float32"

@@ -56,6 +56,10 @@ def get_recipe(name, **overrides):
         value = getattr(rec, field)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{field} must be a positive int, got {value!r}")
+    if isinstance(rec.warmup_epochs, bool) or not isinstance(rec.warmup_epochs, (int, float)) \
+            or not 0 <= rec.warmup_epochs <= rec.epochs:
+        raise ValueError(f"warmup_epochs must be a number from 0 to epochs ({rec.epochs}), got "
+                         f"{rec.warmup_epochs!r}")
     unknown = set(rec.augment) - set(AUGMENTATIONS)
     if unknown:
         raise ValueError(f"unknown augmentation {sorted(unknown)}; allowed: "

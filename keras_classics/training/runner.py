@@ -20,7 +20,7 @@ from ..weights import preprocessing_of, weights_info
 from . import checkpoints as ckpt_lib, outputs
 from .loop import StepLoop
 from .recipes import RECIPES, get_recipe, make_optimizer, plateau_update, schedule
-from .strategy import make_strategy, precision, strategy_name, worker_role
+from .strategy import fast_precision, make_strategy, precision, strategy_name, worker_role
 
 
 class TrainingDiverged(RuntimeError):
@@ -53,7 +53,7 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
           image_size=None, seed=0, lr=None, checkpoint_every=20, cpu_replicas=None,
           data_dir=None, augment=None, verbose=1, model_kwargs=None, data=None,
           build_model=None, deterministic=False, preprocessing=None, overwrite=False,
-          initial_epoch=0, callbacks=None, steps_per_execution=10):
+          initial_epoch=0, callbacks=None, steps_per_execution=10, warmup_epochs=None):
     """Train ``model`` (a registry name) on ``dataset``; returns a :class:`TrainResult`.
 
     Writes, in ``output``: ``checkpoints/`` (TensorFlow checkpoints of model, optimizer and
@@ -66,9 +66,12 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     cropped. ``preprocessing`` defaults to that of the pretrained weights the model was built
     with (``model_kwargs={"weights": "imagenet"}``), else "torch". ``initial_epoch`` and
     ``callbacks`` (Keras callbacks, told each epoch's logs) serve keras-tuner.
-    ``steps_per_execution`` steps run per ``tf.function`` call.
+    ``steps_per_execution`` steps run per ``tf.function`` call. ``mixed_precision="auto"``
+    uses it where it is faster (:func:`strategy.fast_precision`). ``epochs``, ``batch_size``,
+    ``augment`` and ``warmup_epochs`` override the recipe's.
     """
-    rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, augment=augment)
+    rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, augment=augment,
+                     warmup_epochs=warmup_epochs)
     epochs, batch = rec.epochs, rec.batch_size
     for name, value, minimum in (("image_size", image_size, 1), ("cpu_replicas", cpu_replicas, 1),
                                  ("steps_per_execution", steps_per_execution, 1),
@@ -104,6 +107,8 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     if deterministic:  # bitwise-reproducible kernels: resumed and uninterrupted runs agree
         tf.config.experimental.enable_op_determinism()
 
+    if mixed_precision == "auto":
+        mixed_precision = fast_precision() != "float32"
     with precision(mixed_precision) as policy, strat.scope():
         shape = (image_size, image_size, 3)
         net = build_model(data.num_classes, shape) if build_model else resolve(
@@ -289,6 +294,9 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
         "preprocessing": preprocessing, "pretrained": record.name if record else None,
         "best_val_accuracy": max((h["val_accuracy"] for h in history), default=None),
         "final_val_accuracy": history[-1]["val_accuracy"] if history else None,
+        # still improving when training stopped? (recipes.search warns above 0.02)
+        "last_epoch_rise": history[-1]["val_accuracy"] - history[-2]["val_accuracy"]
+        if len(history) > 1 else None,
         "test_accuracy": test_acc, "test_loss": test_loss,
         "wall_time_s": state["train_seconds"],
         "images_per_second": state["images"] / max(state["train_seconds"], 1e-9),
