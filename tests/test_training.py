@@ -193,6 +193,14 @@ def test_recipes_follow_the_papers():
     cosine = training.schedule(training.RECIPES["resnet"], 0.1, 10, 10)
     assert [float(cosine(s)) for s in (0, 5, 9, 10, 55, 100)] == pytest.approx(
         [0.01, 0.06, 0.1, 0.1, 0.05, 0.0], abs=1e-6)
+    # the tuning recipes' warm-up override: two epochs of Adam's 5e-4, then cosine
+    adam = training.get_recipe("adam", epochs=5, warmup_epochs=2)
+    warm = training.schedule(adam, 5e-4, 10, 5)
+    assert [float(warm(s)) for s in (0, 19, 20, 35, 50)] == pytest.approx(
+        [2.5e-5, 5e-4, 5e-4, 2.5e-4, 0.0], abs=1e-9)
+    for bad in (-1, 6, True, "2"):
+        with pytest.raises(ValueError, match="warmup_epochs must be a number from 0 to epochs"):
+            training.get_recipe("adam", epochs=5, warmup_epochs=bad)
 
 
 def test_aux_losses_weighted_0_3():

@@ -40,8 +40,9 @@ def main(argv=None):
                    help="trainings per configuration, seeds 0..N-1 (default 2): the leaderboard "
                         "shows mean ± std and the verdict tests the differences")
     p.add_argument("--precision", choices=("auto", "float32", "mixed"),
-                   help="auto (default): mixed bfloat16 on CPUs with AVX512-BF16/AMX, mixed "
-                        "float16 on GPUs, else float32")
+                   help="auto: mixed bfloat16 on CPUs with AVX512-BF16/AMX, mixed float16 on "
+                        "GPUs, else float32 (default: the recipe's; auto for zfnet, float32 "
+                        "for the CIFAR-sized studies)")
     p.add_argument("--budget-params", type=positive_int, help="skip configurations over this many "
                                                      "trainable parameters")
     p.add_argument("--directory", default="runs/tune")

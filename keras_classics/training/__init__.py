@@ -11,9 +11,9 @@ from .outputs import saved_preprocessing
 from .recipes import (RECIPES, SCHEDULES, Recipe, Warmup, get_recipe, make_optimizer,
                       plateau_update, schedule)
 from .runner import TrainingDiverged, TrainResult, train
-from .strategy import STRATEGIES, make_strategy, precision, worker_role
+from .strategy import STRATEGIES, fast_precision, make_strategy, precision, worker_role
 
 __all__ = ["CorruptCheckpoint", "RECIPES", "Recipe", "RunMismatch", "SCHEDULES", "STRATEGIES",
-           "StepLoop", "TrainResult", "TrainingDiverged", "Warmup", "get_recipe",
+           "StepLoop", "TrainResult", "TrainingDiverged", "Warmup", "fast_precision", "get_recipe",
            "make_optimizer", "make_strategy", "plateau_update", "precision",
            "saved_preprocessing", "schedule", "total_loss", "train", "worker_role"]
