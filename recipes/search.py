@@ -1,5 +1,6 @@
-"""Run a recipe's search with keras-tuner, then report: leaderboard, CSV/JSON, a plot,
-the best configuration retrained and tested, optionally exported for TF Serving.
+"""Run a recipe's search with keras-tuner, then report: leaderboard (mean ± std over seeds),
+CSV/JSON, a plot with error bars, a verdict (Welch's t-test), the best configuration's test
+accuracy and its best seed's model, optionally exported for TF Serving.
 
 Distributed search is keras-tuner's own: with ``KERASTUNER_TUNER_ID`` (chief, tuner0, ...),
 ``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT`` set, the chief serves the oracle and
