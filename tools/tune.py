@@ -31,9 +31,13 @@ def main(argv=None):
     p.add_argument("recipe", help=", ".join(recipes.RECIPES))
     p.add_argument("--dataset", default="digits")
     p.add_argument("--tuner", choices=sorted(search.TUNERS),
-                   help="default: the recipe's (grid for zfnet, random otherwise)")
-    p.add_argument("--max-trials", type=positive_int)
-    p.add_argument("--epochs", type=positive_int, help="epochs per trial (hyperband: the maximum)")
+                   help="default: the recipe's (grid for zfnet, wide_resnet and resnet, "
+                        "random otherwise)")
+    p.add_argument("--max-trials", type=positive_int,
+                   help="default: the recipe's (zfnet: 4, the architectures; 16 adds learning "
+                        "rate and dropout)")
+    p.add_argument("--epochs", type=positive_int, help="epochs per trial (hyperband: the "
+                                                       "maximum; default: the recipe's)")
     p.add_argument("--image-size", type=positive_int)
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--seeds", type=positive_int,
