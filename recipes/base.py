@@ -107,6 +107,9 @@ class RecipeHyperModel(kt.HyperModel):
         """Train configuration ``hp`` once, with ``seed``, into ``output`` (starting from
         ``weights`` if given); returns the :class:`keras_classics.training.TrainResult`."""
         _, _, overrides = self.space(hp)
+        epochs = epochs or self.epochs
+        # the recipe's warm-up, but at most half of a shorter run (a 1-epoch smoke test)
+        warmup = None if self.warmup_epochs is None else min(self.warmup_epochs, epochs / 2)
 
         def build(classes, shape):
             net = self.make(hp, classes, shape)
@@ -115,10 +118,10 @@ class RecipeHyperModel(kt.HyperModel):
             return net
 
         return training.train(
-            data=self.data, build_model=build, epochs=epochs or self.epochs,
+            data=self.data, build_model=build, epochs=epochs,
             initial_epoch=initial_epoch, callbacks=callbacks, batch_size=self.batch_size,
             image_size=self.image_size, recipe=overrides.pop("recipe", self.recipe),
-            strategy=self.strategy, seed=seed, warmup_epochs=self.warmup_epochs,
+            strategy=self.strategy, seed=seed, warmup_epochs=warmup,
             mixed_precision="auto" if self.precision == "auto" else self.precision == "mixed",
             output=output, verbose=self.verbose, overwrite=overwrite, **overrides)
 

@@ -201,7 +201,7 @@ def test_distributed_search_chief_and_two_workers(tmp_path):
     assert sorted(states.values()) == ["COMPLETED"] * 4
     runs = list((tmp_path / "norm").glob("trial_*/seed*/summary.json"))
     assert len(runs) == 4  # each trial trained once
-    assert "Leaderboard (norm):" in outs["chief"][0]
+    assert "Leaderboard (norm), validation accuracy mean ± std over 1 seeds:" in outs["chief"][0]
     assert all("worker done" in outs[w][0] for w in ("tuner0", "tuner1"))
 
 
