@@ -217,11 +217,10 @@ def plot(rows, recipe, path):
 def best_model(tuner, rows, directory):
     """The best configuration's model: its best seed's run (trained in the search) copied to
     ``directory/best``; where that run is not on this machine (a worker elsewhere ran the
-    trial), the configuration is trained again with that seed. Returns (hyperparameters,
-    keras model, that run's summary)."""
+    trial), the configuration is trained again with that seed. Returns (hyperparameters, that
+    run's summary, the keras model if it was trained here, else None: ``best/model.keras``
+    is loaded only where it is needed)."""
     import shutil
-
-    import keras
 
     best = rows[0]
     trial = tuner.oracle.get_trial(best["trial"])
@@ -233,11 +232,9 @@ def best_model(tuner, rows, directory):
         shutil.copytree(source, target,
                         ignore=shutil.ignore_patterns("checkpoints", "logs", ".lock"))
         with open(os.path.join(target, "summary.json")) as f:
-            summary = json.load(f)
-        return trial.hyperparameters, keras.saving.load_model(
-            os.path.join(target, "model.keras")), summary
+            return trial.hyperparameters, json.load(f), None
     result = tuner.hypermodel.train_seed(trial.hyperparameters, seed, target, overwrite=True)
-    return trial.hyperparameters, result.model, result.summary
+    return trial.hyperparameters, result.summary, result.model
 
 
 def run(recipe_cls, data, recipe, tuner="random", max_trials=None, epochs=None,
@@ -302,7 +299,7 @@ def _search(hm, data, recipe, tuner, settings, directory, project, overwrite, ex
     if not any(r.get("val_accuracy") is not None for r in rows):
         raise SearchFailed(f"no trial of {project} completed: see the messages above")
     plot(rows, recipe, os.path.join(project, "results.png"))
-    best, model, summary = best_model(t, rows, project)
+    best, summary, model = best_model(t, rows, project)
     top = rows[0]
     report = {"recipe": recipe, "tuner": tuner, "trials": rows, "best": best.values,
               "best_label": hm.label(best.values), "seeds": hm.seeds,
@@ -316,8 +313,12 @@ def _search(hm, data, recipe, tuner, settings, directory, project, overwrite, ex
                             if (r.get("last_epoch_rise") or 0) > UNSETTLED],
               "search_seconds": time.perf_counter() - start, "directory": project}
     if export_dir:
+        import keras
+
         from keras_classics import export_saved_model
 
+        if model is None:
+            model = keras.saving.load_model(os.path.join(project, "best", "model.keras"))
         report["export"] = export_saved_model(model, export_dir, labels=data.class_names)
     with open(os.path.join(project, "report.json"), "w") as f:
         json.dump({k: v for k, v in report.items() if k != "trials"}, f, indent=1,

@@ -8,10 +8,10 @@ variant admits is 105.
 
 Training departs from the paper's (SGD 1e-2, plateau schedule, 90 epochs) to converge on the
 digits in minutes: Adam at 5e-4 for batch 32 (the "adam" recipe's 1e-3 at 64, scaled), two
-warm-up epochs (at most half of a shorter ``--epochs``) then cosine decay to epoch 5, mixed precision where the machine has it. Without
-BatchNorm these nets are fragile early on: here a 0.3-epoch warm-up or a learning rate of 7e-4
-left the 11×11/4 net at 0.72-0.88 validation accuracy after 5 epochs, two warm-up epochs
-at 0.96.
+warm-up epochs (at most half of a shorter ``--epochs``) then cosine decay to epoch 5, mixed
+precision where the machine has it. Without BatchNorm these nets are fragile early on: here
+a 0.3-epoch warm-up or a learning rate of 7e-4 left the 11×11/4 net at 0.72-0.88 validation
+accuracy after 5 epochs, two warm-up epochs at 0.96.
 """
 from .base import RecipeHyperModel
 

@@ -24,6 +24,7 @@ import recipes  # noqa: E402
 from keras_classics import analysis, data as data_lib, training  # noqa: E402
 from keras_classics.cli import positive_int  # noqa: E402
 from recipes import search  # noqa: E402
+from recipes.base import PRECISIONS  # noqa: E402
 
 
 def main(argv=None):
@@ -43,7 +44,7 @@ def main(argv=None):
     p.add_argument("--seeds", type=positive_int,
                    help="trainings per configuration, seeds 0..N-1 (default 2): the leaderboard "
                         "shows mean ± std and the verdict tests the differences")
-    p.add_argument("--precision", choices=("auto", "float32", "mixed"),
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="auto: mixed bfloat16 on CPUs with AVX512-BF16/AMX, mixed float16 on "
                         "GPUs, else float32 (default: the recipe's; auto for zfnet, float32 "
                         "for the CIFAR-sized studies)")

@@ -20,7 +20,7 @@ from ..weights import preprocessing_of, weights_info
 from . import checkpoints as ckpt_lib, outputs
 from .loop import StepLoop
 from .recipes import RECIPES, get_recipe, make_optimizer, plateau_update, schedule
-from .strategy import fast_precision, make_strategy, precision, strategy_name, worker_role
+from .strategy import make_strategy, precision, strategy_name, worker_role
 
 
 class TrainingDiverged(RuntimeError):
@@ -67,7 +67,7 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     with (``model_kwargs={"weights": "imagenet"}``), else "torch". ``initial_epoch`` and
     ``callbacks`` (Keras callbacks, told each epoch's logs) serve keras-tuner.
     ``steps_per_execution`` steps run per ``tf.function`` call. ``mixed_precision="auto"``
-    uses it where it is faster (:func:`strategy.fast_precision`). ``epochs``, ``batch_size``,
+    mixes where that is faster (:func:`strategy.fast_precision`). ``epochs``, ``batch_size``,
     ``augment`` and ``warmup_epochs`` override the recipe's.
     """
     rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, augment=augment,
@@ -107,8 +107,6 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     if deterministic:  # bitwise-reproducible kernels: resumed and uninterrupted runs agree
         tf.config.experimental.enable_op_determinism()
 
-    if mixed_precision == "auto":
-        mixed_precision = fast_precision() != "float32"
     with precision(mixed_precision) as policy, strat.scope():
         shape = (image_size, image_size, 3)
         net = build_model(data.num_classes, shape) if build_model else resolve(

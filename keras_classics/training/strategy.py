@@ -75,8 +75,11 @@ def fast_precision(cpuinfo="/proc/cpuinfo"):
 @contextlib.contextmanager
 def precision(mixed):
     """Set Keras' global policy for the block: mixed_float16 on a GPU, mixed_bfloat16 on a
-    CPU, float32 without ``mixed``; yields the policy's name."""
+    CPU, float32 without ``mixed``; ``mixed="auto"`` mixes where it is faster
+    (:func:`fast_precision`). Yields the policy's name."""
     old = keras.mixed_precision.global_policy()
+    if mixed == "auto":
+        mixed = fast_precision() != "float32"
     if mixed:
         policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
         keras.mixed_precision.set_global_policy(policy)
