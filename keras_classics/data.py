@@ -46,8 +46,9 @@ class Data:
                  drop_remainder=False, skip_batches=0, preprocessing="torch"):
         """A batched, preprocessed ``tf.data.Dataset`` for ``split`` ("train", "val", "test").
         ``augment`` may hold "crop" (pad 1/8 and crop back, random), "flip" and "pca";
-        ``preprocessing`` is "torch", "caffe" or "tf" (see :mod:`keras_classics.preprocessing`)."""
-        if preprocessing not in MODES:
+        ``preprocessing`` is "torch", "caffe" or "tf" (see :mod:`keras_classics.preprocessing`),
+        or None for the raw RGB images in [0, 255]."""
+        if preprocessing is not None and preprocessing not in MODES:
             raise ValueError(f"unknown preprocessing {preprocessing!r}; allowed: "
                              f"{', '.join(MODES)}")
         source = getattr(self, split)
@@ -80,8 +81,9 @@ class Data:
             aug = _augmenter(augment, size, seed * 1000 + epoch)
             ds = ds.enumerate().map(lambda i, xy: aug(i, *xy),
                                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.map(lambda x, y: (imagenet_utils.preprocess_input(x, mode=preprocessing), y),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        if preprocessing is not None:
+            ds = ds.map(lambda x, y: (imagenet_utils.preprocess_input(x, mode=preprocessing), y),
+                        num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         if skip_batches:
             ds = ds.skip(skip_batches)

@@ -32,6 +32,27 @@ def test_lrn_caffe_alpha_is_divided_by_n():
     np.testing.assert_allclose(caffe(a), lrn_reference(a, 5, 2.0, 5e-4 / 5, 0.75), rtol=1e-5)
 
 
+@pytest.mark.parametrize("n,k,alpha,beta", [(5, 2.0, 1e-4, 0.75), (3, 1.0, 2e-3, 0.5)])
+def test_lrn_matches_tensorflow_and_pytorch(n, k, alpha, beta):
+    """The documented mappings of the paper's (n, k, alpha, beta): TensorFlow's
+    ``local_response_normalization(depth_radius=n//2, bias=k, alpha=alpha, beta=beta)`` sums
+    the same window; PyTorch's ``local_response_norm(size=n, alpha=alpha*n, beta, k)`` divides
+    alpha by n (Caffe's convention), channels first."""
+    import tensorflow as tf
+    import torch
+
+    a = np.random.default_rng(3).normal(0, 20, (2, 4, 4, 13)).astype("float32")
+    ours = np.asarray(L.LocalResponseNormalization(size=n, k=k, alpha=alpha, beta=beta)(a))
+    assert np.isfinite(ours).all()
+    tf_out = tf.nn.local_response_normalization(a, depth_radius=n // 2, bias=k, alpha=alpha,
+                                                beta=beta).numpy()
+    np.testing.assert_allclose(ours, tf_out, rtol=1e-5)
+    torch_out = torch.nn.functional.local_response_norm(
+        torch.from_numpy(a.transpose(0, 3, 1, 2).copy()), size=n, alpha=alpha * n, beta=beta,
+        k=k).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(ours, torch_out, rtol=1e-5)
+
+
 def test_lrn_rejects_even_size():
     with pytest.raises(ValueError, match="odd"):
         L.LocalResponseNormalization(size=4)

@@ -39,6 +39,8 @@ def main(argv=None):
     p.add_argument("--output", default="runs/train")
     p.add_argument("--image-size", type=positive_int)
     p.add_argument("--lr", type=positive_float, help="override the recipe's (scaled) learning rate")
+    p.add_argument("--warmup-epochs", type=float,
+                   help="override the recipe's linear warm-up (epochs, 0 to --epochs)")
     p.add_argument("--augment", help="comma-separated: crop, flip, pca ('' for none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=non_negative_int, default=20,
@@ -77,7 +79,8 @@ def main(argv=None):
             lr=args.lr, checkpoint_every=args.checkpoint_every, cpu_replicas=args.cpu_replicas,
             data_dir=args.data_dir, augment=augment, deterministic=args.deterministic,
             model_kwargs=model_kwargs, preprocessing=args.preprocessing,
-            overwrite=args.overwrite, steps_per_execution=args.steps_per_execution)
+            overwrite=args.overwrite, steps_per_execution=args.steps_per_execution,
+            warmup_epochs=args.warmup_epochs)
     except (ValueError, TypeError) as err:
         p.error(str(err))
     except training.TrainingDiverged as err:

@@ -1,0 +1,266 @@
+"""Zeiler & Fergus' views: the deconvnet and guided backprop against hand-written references,
+filter tiles in order, occlusion and Grad-CAM on the digits' strokes, the CLI and its errors."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_classics as kc
+from keras_classics import visualize as V
+from keras_classics.layers import LocalResponseNormalization
+from conftest import call_tool
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def random_image(size, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (size, size, 3)).astype("float32")
+
+
+def test_deconvnet_of_a_one_conv_net_is_the_transposed_convolution():
+    """One conv layer (ReLU): the deconvnet of a unit is its rectified feature map (others
+    zeroed) convolved back with the transposed filters, written out here tap by tap."""
+    inp = keras.Input((9, 9, 3))
+    h = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="conv")(inp)
+    out = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(h))
+    model = keras.Model(inp, out)
+    image = random_image(9)
+    x = V.prepare(model, image, "tf")[0]
+    kernel, bias = (np.asarray(w) for w in model.get_layer("conv").weights)
+    act = np.zeros((4, 4, 4), "float32")
+    for i in range(4):
+        for j in range(4):
+            act[i, j] = np.maximum(0, np.einsum("abc,abcd->d", x[2 * i:2 * i + 3,
+                                                             2 * j:2 * j + 3], kernel) + bias)
+    for channel in range(4):
+        for position in ("all", "max"):
+            top = np.zeros_like(act[..., channel])
+            if position == "all":
+                top[:] = act[..., channel]
+            else:
+                where = np.unravel_index(np.argmax(act[..., channel]), top.shape)
+                top[where] = act[..., channel][where]
+            want = np.zeros((9, 9, 3), "float32")
+            for i in range(4):
+                for j in range(4):
+                    want[2 * i:2 * i + 3, 2 * j:2 * j + 3] += np.maximum(top[i, j], 0) * \
+                        kernel[..., channel]
+            got = V.project(model, image, "tf", channel, "conv", "deconvnet", position)
+            assert np.abs(want).max() > 0 and np.isfinite(got).all()
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def reference_gradient(x, kernels, rule, channel, layer_out):
+    """The same small net in raw TensorFlow ops (conv, ReLU, max-pool, LRN, conv, ReLU), its
+    ReLUs given ``rule``'s gradient by ``tf.custom_gradient``, LRN's gradient passed through
+    for the deconvnet."""
+    @tf.custom_gradient
+    def relu(v):
+        def grad(g):
+            if rule == "deconvnet":
+                return tf.nn.relu(g)
+            return g * tf.cast(v > 0, g.dtype) * tf.cast(g > 0, g.dtype)
+        return tf.nn.relu(v), grad
+
+    x = tf.constant(x[None])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        (k1, b1), (k2, b2) = kernels
+        h = relu(tf.nn.conv2d(x, k1, 1, "SAME") + b1)
+        h = tf.nn.max_pool2d(h, 2, 2, "VALID")
+        lrn = tf.nn.local_response_normalization(h, 2, 2.0, 1e-2, 0.75)
+        h = h + tf.stop_gradient(lrn - h) if rule == "deconvnet" else lrn
+        h = relu(tf.nn.conv2d(h, k2, 1, "SAME") + b2)
+        a = h[0, ..., channel].numpy()
+        mask = np.zeros(h.shape, "float32")
+        mask[(0, *np.unravel_index(np.argmax(a), a.shape), channel)] = 1
+        signal = tf.reduce_sum(tf.stop_gradient(h * mask) * h)
+    return tape.gradient(signal, x).numpy()[0]
+
+
+@pytest.mark.parametrize("rule", ["deconvnet", "guided"])
+def test_projection_rules_match_tensorflow_gradients_with_those_rules(rule):
+    inp = keras.Input((12, 12, 3))
+    h = keras.layers.Conv2D(6, 3, padding="same", name="c1")(inp)
+    h = keras.layers.Activation("relu", name="r1")(h)
+    h = keras.layers.MaxPooling2D(2, name="p1")(h)
+    h = LocalResponseNormalization(size=5, k=2.0, alpha=1e-2, beta=0.75, name="n1")(h)
+    h = keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="c2")(h)
+    out = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(1)
+    for w in model.weights:  # biases negative enough that some units are off
+        w.assign(rng.normal(-0.1 if w.shape.rank == 1 else 0, 0.3, w.shape).astype("float32"))
+    image = random_image(12, 2)
+    x = V.prepare(model, image, "tf")[0]
+    kernels = [[np.asarray(w) for w in model.get_layer(n).weights] for n in ("c1", "c2")]
+    for channel in range(5):
+        got = V.project(model, image, "tf", channel, "c2", rule)
+        want = reference_gradient(x, kernels, rule, channel, "c2")
+        assert np.abs(want).max() > 0 and np.isfinite(got).all()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_deconvnet_and_guided_and_plain_gradient_differ():
+    model = kc.get_model("zfnet", input_shape=(64, 64, 3), classes=10)
+    image = random_image(64, 3)
+    d = V.project(model, image, "torch", 0, "conv3", "deconvnet")
+    g = V.project(model, image, "torch", 0, "conv3", "guided")
+    assert np.isfinite(d).all() and np.isfinite(g).all()
+    assert np.abs(d - g).max() > 0.1 * np.abs(d).max()
+    # guided backprop only passes positive gradients through active units: never more
+    # non-zero pixels than the deconvnet's
+    assert (g != 0).sum() <= (d != 0).sum()
+
+
+def test_filters_are_one_normalized_tile_per_filter_in_order():
+    for name, size in (("alexnet", 11), ("zfnet", 7)):
+        model = kc.get_model(name, input_shape=(96, 96, 3), classes=10)
+        conv = model.get_layer("conv1")
+        k = np.asarray(conv.kernel)
+        perm = np.random.default_rng(0).permutation(k.shape[-1])
+        conv.kernel.assign(k[..., perm])
+        tiles = V.filters(model)
+        assert tiles.shape == (96, size, size, 3)
+        for i in (0, 1, 50, 95):
+            f = k[..., perm[i]]
+            np.testing.assert_allclose(tiles[i], (f - f.min()) / (f.max() - f.min()),
+                                       rtol=1e-5, atol=1e-6)
+        assert tiles.min() == 0 and tiles.max() == 1
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    """ResNet-18 trained on the digits at 32x32 (as tools/train.py writes it), and the
+    held-out images."""
+    from keras_classics.training import train
+
+    out = str(tmp_path_factory.mktemp("viz") / "run")  # ~25 s
+    result = train("resnet18", dataset="digits", epochs=6, batch_size=64, recipe="adam",
+                   image_size=32, output=out, verbose=0, warmup_epochs=1)
+    assert result.summary["test_accuracy"] >= 0.9, result.summary
+    images, labels, _ = V.dataset_images("digits", 32, limit=40)
+    return os.path.join(out, "model.keras"), images, labels
+
+
+def stroke_share(heat, image):
+    """The share of the map's mass on the digit's strokes over their share of the image."""
+    strokes = image[..., 0] > 0.3 * 255
+    heat = np.maximum(heat, 0)
+    return (heat[strokes].sum() / heat.sum()) / strokes.mean()
+
+
+def grad_cam_share(model, mode, images, labels, layer):
+    return np.mean([stroke_share(V.grad_cam(model, image, mode, int(label), layer)[1], image)
+                    for image, label in zip(images, labels)])
+
+
+@pytest.mark.slow
+def test_occlusion_and_grad_cam_concentrate_on_the_strokes(digits_model, tmp_path):
+    """On held-out digits: the probability drop under occlusion lies on the strokes (about
+    twice their share of the image, measured 2.1); Grad-CAM of the true class at an 8x8 map
+    puts more of its heat on them than their share (measured 1.25) and more than Grad-CAM of a
+    wrong class does (0.97). Then the README's command on the same model.keras."""
+    path, images, labels = digits_model
+    model, mode = V.load(path)
+    occ_shares = []
+    for image, label in zip(images[:20], labels[:20]):
+        probs, p0 = V.occlusion(model, image, mode, int(label), progress=False)  # 8 px, stride 2
+        assert probs.shape == (16, 16) and np.isfinite(probs).all() and 0 < p0 <= 1
+        drop = tf.image.resize((p0 - probs)[..., None], (32, 32), "nearest").numpy()[..., 0]
+        occ_shares.append(stroke_share(drop, image))
+    layer = "conv2_block2_out"
+    right = grad_cam_share(model, mode, images, labels, layer)
+    wrong = grad_cam_share(model, mode, images, (labels + 3) % 10, layer)
+    print("occlusion", np.mean(occ_shares), "grad-cam", right, "wrong class", wrong)
+    assert np.isfinite(occ_shares).all() and np.isfinite([right, wrong]).all()
+    assert np.mean(occ_shares) > 1.5
+    assert right > 1.15 and right > wrong + 0.15
+
+    import matplotlib.image as mpimg
+
+    res = cli(path, "--dataset", "digits", "--out", tmp_path / "viz", "--limit", 60,
+              "--index", 3)
+    assert res.returncode == 0, res.stderr
+    names = ["filters.png", "feature_maps.png", "top_activations.png", "projections.png",
+             "occlusion.png", "grad_cam.png"]
+    assert [line.split()[-1] for line in res.stdout.splitlines() if line.startswith("wrote")] \
+        == [str(tmp_path / "viz" / n) for n in names]
+    assert sorted(os.listdir(tmp_path / "viz")) == sorted(names)  # no temporary files left
+    for n in names:
+        img = mpimg.imread(tmp_path / "viz" / n)
+        assert img.ndim == 3 and min(img.shape[:2]) > 100 and img.std() > 0.01, n
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "visualize.py"), *map(str, args)],
+                          capture_output=True, text=True, env=ENV, timeout=900)
+
+
+def test_cli_on_a_registry_name_and_an_image_file(tmp_path):
+    import matplotlib.pyplot as plt
+
+    images, _, _ = V.dataset_images("digits", 48, limit=1)
+    plt.imsave(tmp_path / "digit.png", images[0].astype("uint8"))
+    res = cli("zfnet", "--image-size", 64, "--image", tmp_path / "digit.png", "--out",
+              tmp_path / "viz", "--layer", "conv2", "--channel", 5)
+    assert res.returncode == 0, res.stderr
+    assert "top_activations.png: needs a dataset" in res.stdout
+    assert sorted(os.listdir(tmp_path / "viz")) == sorted(
+        ["filters.png", "feature_maps.png", "projections.png", "occlusion.png", "grad_cam.png"])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--layer", "nope"], "zfnet has no layer 'nope'; layers with feature maps: .*conv1.*conv5"),
+    (["--layer", "fc6"], r"layer 'fc6' outputs \(None, 4096\), not a feature map.*allowed: "
+                         ".*conv2"),
+    (["--layer", "conv2", "--channel", "256"], r"layer 'conv2' has channels 0..255, got 256"),
+    (["--image", "missing.jpg"], "no such image: missing.jpg"),
+    (["--index", "-1"], "must be zero or more"),
+])
+def test_cli_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, args, message):
+    import re
+
+    res = call_tool("visualize", "zfnet", "--image-size", 64, "--out", tmp_path / "viz", *args)
+    assert res.returncode == 2 and re.search(message, res.stderr), res.stderr
+    assert not (tmp_path / "viz").exists()
+
+
+def test_a_model_that_is_not_an_image_classifier_is_refused(tmp_path):
+    inp = keras.Input((20,))
+    keras.Model(inp, keras.layers.Dense(3)(inp)).save(tmp_path / "tabular.keras")
+    res = call_tool("visualize", tmp_path / "tabular.keras", "--out", tmp_path / "viz")
+    assert res.returncode == 2 and "visualize needs an image model, inputs (batch, height, " \
+        "width, 1 or 3)" in res.stderr, res.stderr
+    maps = kc.get_model("resnet18", input_shape=(32, 32, 3), include_top=False)
+    with pytest.raises(ValueError, match="visualize needs class scores"):
+        V.check_image_model(maps)
+    assert not (tmp_path / "viz").exists()
+
+
+def test_a_mixed_precision_model_is_looked_at_in_float32(tmp_path):
+    """A model trained with --mixed-precision: the views run on a float32 copy with the same
+    weights (its outputs agree to bf16 rounding), and the original is untouched."""
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = kc.get_model("zfnet", input_shape=(64, 64, 3), classes=10)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    mixed.save(tmp_path / "mixed.keras")
+    model, mode = V.load(str(tmp_path / "mixed.keras"))
+    assert {l.compute_dtype for l in model.layers} == {"float32"}
+    assert "bfloat16" in {l.compute_dtype for l in mixed.layers}
+    image = random_image(64, 4)
+    x = V.prepare(model, image, mode)
+    ref = np.asarray(mixed(x), "float32")
+    got = np.asarray(model(x))
+    assert np.isfinite(got).all() and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, atol=0.05)
+    proj = V.project(model, image, mode, 0, "conv2", "deconvnet")
+    assert proj.dtype == np.float32 and np.isfinite(proj).all() and np.abs(proj).max() > 0
