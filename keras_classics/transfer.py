@@ -185,9 +185,10 @@ def digits_experiment(per_class=10, pretrain_epochs=8, epochs=20, model="resnet2
     path = os.path.join(output, "pretrain", "model.keras")
     rows = [{"setting": "pretrain on 0-4", "test_accuracy": pre.summary["test_accuracy"]}]
     for regime in ("small", "medium", "large"):
+        # one folder for the three: their head phase is the same run, trained once (small)
+        # and resumed, already finished, by medium and large
         res = fine_tune(path, data=target, regime=regime, epochs=epochs, lr=1e-2,
-                        batch_size=10,
-                        output=os.path.join(output, regime), seed=seed)
+                        batch_size=10, output=os.path.join(output, "transfer"), seed=seed)
         rows.append({"setting": f"transfer, {regime}", "test_accuracy": res["test_accuracy"]})
     scratch = training.train(model, data=target, epochs=epochs * 2, recipe="adam",
                              batch_size=10, image_size=image_size,
