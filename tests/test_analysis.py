@@ -1,5 +1,6 @@
 """keras_classics.profile against the lecture's tables, the papers, torchvision and TensorFlow's
 own profiler."""
+import csv
 import json
 from pathlib import Path
 
@@ -212,7 +213,12 @@ def test_cli_json_and_csv():
     assert data["model"] == "resnet18" and data["input_shape"] == [64, 64, 3]
     assert data["macs"] == kc.profile("resnet18", input_shape=(64, 64, 3)).macs
     csv_out = run_tool("alexnet", "--format", "csv").stdout.splitlines()
-    assert csv_out[0].startswith("name,type,output_shape") and len(csv_out) > 10
+    assert csv_out[0].startswith("name,type,output_shape")
+    rows = list(csv.DictReader(csv_out))
+    model = kc.get_model("alexnet")
+    # one row per layer, in the model's order; the params column adds up to the model's
+    assert [r["name"] for r in rows] == [l.name for l in model.layers]
+    assert sum(int(r["params"]) for r in rows) == model.count_params()
 
 
 def test_cli_inception_example_flags_the_slide():
@@ -233,6 +239,7 @@ def test_cli_zoo_plot_and_csv(tmp_path):
 
 
 def test_cli_bad_input():
-    assert run_tool("vgg16", "--train", "lbfgs").returncode == 2
+    res = run_tool("vgg16", "--train", "lbfgs")
+    assert res.returncode == 2 and "unknown optimizer 'lbfgs'; allowed: sgd" in res.stderr, res.stderr
     bad = run_tool("vgg17")
     assert bad.returncode == 2 and "did you mean" in bad.stderr

@@ -102,11 +102,26 @@ def test_cifar_resnets_against_table_6(name, millions):
     assert round((trainable_count(model) - projection + bn_stats) / 1e6, 2) == millions
 
 
-def test_googlenet_against_paper_table():
-    # Table 1's params column sums to 6.8 M (it rounds, omits biases and lists conv1 as 2.7K
-    # where 7*7*3*64 = 9.4K). Our paper-faithful GoogLeNet (true 5x5 branch, biases) has
-    # 6,998,552; the ~5 M of the Inception-v3 paper is another count. Allow 5% of the table.
-    assert abs(trainable_count(kc.get_model("googlenet")) - 6.8e6) / 6.8e6 < 0.05
+# GoogLeNet's Table 1, one row per Inception module: input channels, #1x1, #3x3 reduce, #3x3,
+# #5x5 reduce, #5x5, pool proj.
+GOOGLENET_TABLE = [(192, 64, 96, 128, 16, 32, 32), (256, 128, 128, 192, 32, 96, 64),
+                   (480, 192, 96, 208, 16, 48, 64), (512, 160, 112, 224, 24, 64, 64),
+                   (512, 128, 128, 256, 24, 64, 64), (512, 112, 144, 288, 32, 64, 64),
+                   (528, 256, 160, 320, 32, 128, 128), (832, 256, 160, 320, 32, 128, 128),
+                   (832, 384, 192, 384, 48, 128, 128)]
+
+
+def test_googlenet_is_its_paper_table_exactly():
+    """Table 1's params column sums to 6.8 M (it rounds, omits biases and lists conv1 as 2.7K
+    where 7*7*3*64 = 9.4K); the table's layers, with biases, give the exact count (6,998,552)."""
+    def conv(k, cin, cout):
+        return k * k * cin * cout + cout
+
+    want = conv(7, 3, 64) + conv(1, 64, 64) + conv(3, 64, 192) + 1024 * 1000 + 1000
+    for cin, c1, r3, c3, r5, c5, proj in GOOGLENET_TABLE:
+        want += conv(1, cin, c1) + conv(1, cin, r3) + conv(3, r3, c3) + conv(1, cin, r5) + \
+            conv(5, r5, c5) + conv(1, cin, proj)
+    assert trainable_count(kc.get_model("googlenet")) == want
 
 
 # DenseNet-264's Table 1 blocks (6, 12, 64, 48) give 2*130 + 5 = 265 weight layers: the

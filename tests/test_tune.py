@@ -3,6 +3,7 @@ kill, and a distributed search with a chief and two workers on localhost."""
 import csv
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -202,8 +203,13 @@ def test_distributed_search_chief_and_two_workers(tmp_path):
             TUNE + ["norm", "--max-trials", "4", "--epochs", "1", "--seeds", "1",
                     "--directory", str(tmp_path)], env=env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
-        if tuner_id == "chief":
-            time.sleep(3)
+        if tuner_id == "chief":  # the workers start once the chief's oracle listens
+            deadline = time.time() + 300
+            while procs["chief"].poll() is None and time.time() < deadline:
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.2)
     try:
         outs = {k: p.communicate(timeout=600) for k, p in procs.items()}
     finally:
@@ -217,6 +223,10 @@ def test_distributed_search_chief_and_two_workers(tmp_path):
     assert len(runs) == 4  # each trial trained once
     assert "Leaderboard (norm), validation accuracy mean ± std over 1 seeds:" in outs["chief"][0]
     assert all("worker done" in outs[w][0] for w in ("tuner0", "tuner1"))
+    # every trial was trained by exactly one worker, and each worker trained at least one
+    ran = {w: set(re.findall(r"^\[trial (\d+), ", outs[w][0], re.M)) for w in ("tuner0", "tuner1")}
+    assert ran["tuner0"] and ran["tuner1"] and not ran["tuner0"] & ran["tuner1"], ran
+    assert {f"trial_{t}" for t in ran["tuner0"] | ran["tuner1"]} == set(states), (ran, states)
 
 
 @pytest.mark.slow

@@ -40,8 +40,10 @@ def test_bad_hash_deletes_the_download(server, cache):
 
 def test_cached_file_is_used_without_network(server, cache):
     sha = hashlib.sha256(PAYLOAD).hexdigest()
-    weights.fetch(f"{server}/w.weights.h5", sha, progress=False)
-    assert weights.fetch("http://127.0.0.1:9/w.weights.h5", sha, progress=False)
+    path = weights.fetch(f"{server}/w.weights.h5", sha, progress=False)
+    # port 9 refuses connections: the cached copy is returned without asking
+    assert weights.fetch("http://127.0.0.1:9/w.weights.h5", sha, progress=False) == path
+    assert path == str(cache / "w.weights.h5") and open(path, "rb").read() == PAYLOAD
 
 
 def test_corrupted_cache_is_replaced(server, cache):
