@@ -190,3 +190,11 @@ def serve_keras_source(monkeypatch, http_root, name, path, include_top):
 def pytest_collection_modifyitems(config, items):
     """The slow tests first: the workers start on them, the short ones fill in after."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def assert_close(actual, desired, **tolerances):
+    """``np.testing.assert_allclose``, which takes NaN for equal to NaN, after checking that
+    both sides are finite: two package outputs that are both NaN are not a match."""
+    actual, desired = np.asarray(actual), np.asarray(desired)
+    assert np.isfinite(actual).all() and np.isfinite(desired).all(), "NaN or inf in a comparison"
+    np.testing.assert_allclose(actual, desired, **tolerances)

@@ -17,7 +17,7 @@ import tensorflow as tf
 import keras_classics as kc
 from keras_classics import data, export, fuse_batchnorm
 
-from conftest import load_tool
+from conftest import assert_close, load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -61,7 +61,7 @@ def test_fold_every_family(name, kwargs, folded, converted):
     x = np.random.default_rng(1).normal(size=(2, *model.input_shape[1:])).astype("float32")
     ref = np.asarray(model(x, training=False))
     for m in (fused, only_folded):
-        np.testing.assert_allclose(m(x), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+        assert_close(m(x), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     for a, b in zip(before, model.get_weights()):  # the original is untouched
         np.testing.assert_array_equal(a, b)
 
@@ -83,7 +83,7 @@ def test_fold_any_functional_model_with_dense_and_depthwise():
     assert (report["folded"], report["converted"], report["kept"]) == (2, 1, 1)
     assert report["kept_layers"] == [model.layers[-3].name]
     data = np.random.default_rng(0).normal(size=(3, 8, 8, 4)).astype("float32")
-    np.testing.assert_allclose(fused(data), model(data, training=False), rtol=1e-4, atol=1e-5)
+    assert_close(fused(data), model(data, training=False), rtol=1e-4, atol=1e-5)
 
 
 def sample_images():
@@ -162,7 +162,7 @@ def test_fresh_process_without_keras_classics_gives_the_same_top_k(exported, tmp
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert not out["keras_classics_imported"]
     assert out["classes"] == np.argsort(-expected, axis=1)[:, :3].tolist()
-    np.testing.assert_allclose(out["probabilities"], -np.sort(-expected, axis=1)[:, :3],
+    assert_close(out["probabilities"], -np.sort(-expected, axis=1)[:, :3],
                                rtol=1e-4, atol=1e-6)
 
 
@@ -173,7 +173,7 @@ def test_rest_json_b64_body(exported):
     decoded = [base64.b64decode(i["b64"]) for i in json.loads(body)["instances"]]
     out = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(decoded))
     assert out["labels"].numpy()[0, 0].decode() == labels[int(np.argmax(expected[0]))]
-    np.testing.assert_allclose(out["scores"], expected, rtol=1e-4, atol=1e-6)
+    assert_close(out["scores"], expected, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("bad", [b"", b"not an image at all"])
@@ -189,7 +189,7 @@ def test_float_signature(exported):
     decoded = np.stack([tf.image.resize(tf.cast(tf.io.decode_image(b, channels=3), tf.float32),
                                         (48, 48)).numpy() for b in images])
     out = tf.saved_model.load(path).signatures["predict_images"](images=tf.constant(decoded))
-    np.testing.assert_allclose(out["scores"], expected, rtol=1e-4, atol=1e-6)
+    assert_close(out["scores"], expected, rtol=1e-4, atol=1e-6)
 
 
 def test_export_cli_saved_model_and_tflite(tmp_path):
@@ -244,7 +244,7 @@ def test_fold_into_bf16(policy, weight_dtype):
     out = np.asarray(fused(x))
     assert out.dtype == np.float32
     assert np.isfinite(ref).all()
-    np.testing.assert_allclose(out, ref, atol=0.03 * np.abs(ref).max())
+    assert_close(out, ref, atol=0.03 * np.abs(ref).max())
     # really computed in bf16: far from fp32 beyond what folding alone changes (a float32
     # fold differs by ~1e-7 of the scale, bf16 rounding by ~1e-3)
     fp32_fold = np.abs(np.asarray(fuse_batchnorm(model)(x)) - ref).max()
@@ -266,7 +266,7 @@ def test_bf16_saved_model_serves_float32_scores(exported, tmp_path):
     path = export.export_saved_model(model, str(tmp_path), dtype="bfloat16")
     out = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(images))
     assert out["scores"].dtype == tf.float32
-    np.testing.assert_allclose(out["scores"], expected, atol=0.03)
+    assert_close(out["scores"], expected, atol=0.03)
 
 
 def test_fold_inside_a_nested_backbone():
@@ -282,7 +282,7 @@ def test_fold_inside_a_nested_backbone():
     assert {k: report[k] for k in ("folded", "converted", "kept")} == \
         {k: inner[k] for k in ("folded", "converted", "kept")}
     x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
-    np.testing.assert_allclose(fuse_batchnorm(model)(x), model(x, training=False), rtol=1e-4,
+    assert_close(fuse_batchnorm(model)(x), model(x, training=False), rtol=1e-4,
                                atol=1e-5)
     only = fuse_batchnorm(model, convert_kept=False).fusion_report
     assert only["kept"] == inner["converted"] and len(only["kept_layers"]) == only["kept"]
@@ -306,7 +306,7 @@ def test_export_serves_the_preprocessing_the_model_was_trained_with(tmp_path):
         images=tf.constant(raw))["scores"].numpy()
     want = np.asarray(model(keras.applications.resnet50.preprocess_input(raw.copy())))
     torch_mode = np.asarray(model(kc.preprocess_input(raw, mode="torch")))
-    np.testing.assert_allclose(served, want, rtol=1e-4, atol=1e-5)
+    assert_close(served, want, rtol=1e-4, atol=1e-5)
     assert np.abs(served - torch_mode).max() > 1e-3  # the mode matters for this model
 
 
@@ -348,7 +348,7 @@ def test_tflite_of_a_trained_model_agrees_with_keras_on_held_out_digits(trained,
     assert np.isfinite(got).all()  # variables frozen into the file: no NaN, no READ_VARIABLE
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95
     assert (ref.argmax(1) == y).mean() >= 0.5  # a trained model: agreement means something
-    np.testing.assert_allclose(got, ref, atol=1e-4)
+    assert_close(got, ref, atol=1e-4)
 
 
 def test_tflite_check_fails_on_nan_and_writes_nothing(monkeypatch, tmp_path):
@@ -381,7 +381,7 @@ def test_tflite_of_a_mixed_precision_model(policy, tmp_path):
     x = export.held_out_digits((16, 16))
     got = tflite_outputs(path, x)
     ref = np.asarray(reference.predict(x, verbose=0))
-    np.testing.assert_allclose(got, ref, atol=1e-4)  # float32 inside the file
+    assert_close(got, ref, atol=1e-4)  # float32 inside the file
 
 
 # ---- serving input limits -------------------------------------------------------------------

@@ -5,7 +5,7 @@ import pytest
 
 import keras_classics as kc
 from keras_classics import layers as L
-from conftest import random_images
+from conftest import assert_close, random_images
 
 
 def lrn_reference(a, n, k, alpha, beta):
@@ -21,7 +21,7 @@ def lrn_reference(a, n, k, alpha, beta):
 def test_lrn_is_the_paper_formula():
     a = np.random.default_rng(1).normal(0, 20, (2, 5, 5, 16)).astype("float32")
     layer = L.LocalResponseNormalization()  # the paper: n=5, k=2, alpha=1e-4, beta=0.75
-    np.testing.assert_allclose(layer(a), lrn_reference(a, 5, 2.0, 1e-4, 0.75), rtol=1e-5)
+    assert_close(layer(a), lrn_reference(a, 5, 2.0, 1e-4, 0.75), rtol=1e-5)
 
 
 def test_lrn_caffe_alpha_is_divided_by_n():
@@ -29,7 +29,7 @@ def test_lrn_caffe_alpha_is_divided_by_n():
     caffe = L.LocalResponseNormalization.from_caffe(size=5, alpha=5e-4, beta=0.75, k=2.0)
     assert caffe.alpha == pytest.approx(1e-4)
     # PyTorch's LocalResponseNorm(5, alpha=5e-4, k=2): a / (k + alpha/n * sum a^2)^beta
-    np.testing.assert_allclose(caffe(a), lrn_reference(a, 5, 2.0, 5e-4 / 5, 0.75), rtol=1e-5)
+    assert_close(caffe(a), lrn_reference(a, 5, 2.0, 5e-4 / 5, 0.75), rtol=1e-5)
 
 
 @pytest.mark.parametrize("n,k,alpha,beta", [(5, 2.0, 1e-4, 0.75), (3, 1.0, 2e-3, 0.5)])
@@ -46,11 +46,11 @@ def test_lrn_matches_tensorflow_and_pytorch(n, k, alpha, beta):
     assert np.isfinite(ours).all()
     tf_out = tf.nn.local_response_normalization(a, depth_radius=n // 2, bias=k, alpha=alpha,
                                                 beta=beta).numpy()
-    np.testing.assert_allclose(ours, tf_out, rtol=1e-5)
+    assert_close(ours, tf_out, rtol=1e-5)
     torch_out = torch.nn.functional.local_response_norm(
         torch.from_numpy(a.transpose(0, 3, 1, 2).copy()), size=n, alpha=alpha * n, beta=beta,
         k=k).numpy().transpose(0, 2, 3, 1)
-    np.testing.assert_allclose(ours, torch_out, rtol=1e-5)
+    assert_close(ours, torch_out, rtol=1e-5)
 
 
 def test_lrn_rejects_even_size():
@@ -66,7 +66,7 @@ def test_squeeze_excite_matches_numpy():
     assert w1.shape == (32, 4) and w2.shape == (4, 32)
     s = x.mean(axis=(1, 2))
     s = np.maximum(s @ w1 + b1, 0) @ w2 + b2
-    np.testing.assert_allclose(y, x * (1 / (1 + np.exp(-s)))[:, None, None, :], rtol=1e-5,
+    assert_close(y, x * (1 / (1 + np.exp(-s)))[:, None, None, :], rtol=1e-5,
                                atol=1e-6)
 
 
@@ -94,8 +94,8 @@ def test_instance_norm_normalizes_each_channel_of_each_image():
     x = keras.Input((6, 6, 4))
     model = keras.Model(x, L.normalize(x, "instance", "n"))
     y = np.asarray(model(random_images((6, 6, 4)) * 5 + 3))
-    np.testing.assert_allclose(y.mean(axis=(1, 2)), 0, atol=1e-4)
-    np.testing.assert_allclose(y.std(axis=(1, 2)), 1, atol=1e-2)
+    assert_close(y.mean(axis=(1, 2)), 0, atol=1e-4)
+    assert_close(y.std(axis=(1, 2)), 1, atol=1e-2)
 
 
 def test_unknown_norm_lists_allowed():
@@ -156,7 +156,7 @@ def test_every_shared_layer_round_trips_through_keras_file(tmp_path):
     loaded = keras.saving.load_model(path)
     assert {type(l).__name__ for l in loaded.layers} >= {"LocalResponseNormalization",
                                                           "SqueezeExcite"}
-    np.testing.assert_allclose(loaded(x), model(x), rtol=1e-6, atol=1e-6)
+    assert_close(loaded(x), model(x), rtol=1e-6, atol=1e-6)
 
 
 def test_custom_layer_configs():

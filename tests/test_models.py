@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_classics as kc
-from conftest import random_images
+from conftest import assert_close, random_images
 
 # One small configuration per family (and per block kind), built at a small input.
 SMALL = {
@@ -37,7 +37,7 @@ def test_forward_gives_class_probabilities(key):
     x = random_images(SMALL[key]["input_shape"])
     y = np.asarray(model(x, training=False))
     assert y.shape == (2, 7)
-    np.testing.assert_allclose(y.sum(axis=1), 1, rtol=1e-5)
+    assert_close(y.sum(axis=1), 1, rtol=1e-5)
     assert np.isfinite(y).all()
 
 
@@ -179,7 +179,7 @@ def test_keras_file_round_trip(key, tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     for a, b in zip(keras.tree.flatten(loaded(x)), keras.tree.flatten(model(x))):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+        assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
 def test_input_tensor_is_used():
