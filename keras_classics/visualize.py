@@ -21,6 +21,7 @@ passed through unchanged on the way down. Grad-CAM and occlusion use the class l
 softmax probability: a final softmax is replaced by a linear twin for the logit.
 """
 import os
+import weakref
 
 import keras
 import numpy as np
@@ -220,11 +221,34 @@ def _linear_twin(layer):
     return twin
 
 
+_REBUILT = weakref.WeakKeyDictionary()  # model -> {(rule, logits, taps): rebuilt model}
+
+
 def rebuild(model, rule=None, logits=False, taps=()):
     """``model`` with its ReLUs following ``rule`` on the way down (None: unchanged), its final
     softmax removed (``logits``), returning ``[outputs of taps..., output]``. Weights are shared
-    (or copied, for layers that lose their activation)."""
+    (or copied, for layers that lose their activation). The rebuilt model is kept per model and
+    reused (rebuilding ResNet-18 costs more than the gradient it serves), its copied weights
+    refreshed from ``model`` at each use."""
+    cache = _REBUILT.setdefault(model, {})
+    key = (rule, logits, tuple(taps))
+    if key not in cache:
+        cache[key] = _rebuild(model, rule, logits, tuple(taps))
+    net, twins = cache[key]
+    for twin, layer in twins:
+        twin.set_weights(layer.get_weights())
+    return net
+
+
+def _rebuild(model, rule, logits, taps):
     out_layer = model.layers[-1]
+    twins = []
+
+    def linear_twin(layer):
+        twin = _linear_twin(layer)
+        twins.append((twin, layer))
+        return twin
+
     tapped = {}
 
     def call(layer, *args, **kwargs):
@@ -236,9 +260,9 @@ def rebuild(model, rule=None, logits=False, taps=()):
             y = PassThroughBackward(layer, name=layer.name)(args[0])
         elif rule and _is(activation, "relu"):
             y = RectifiedBackward(rule, name=layer.name + "_rule")(
-                _linear_twin(layer)(*args, **kwargs))
+                linear_twin(layer)(*args, **kwargs))
         elif logits and layer is out_layer and _is(activation, "softmax"):
-            y = _linear_twin(layer)(*args, **kwargs)
+            y = linear_twin(layer)(*args, **kwargs)
         elif logits and layer is out_layer and isinstance(layer, keras.layers.Activation) and \
                 _is(activation, "softmax"):
             y = args[0]
@@ -249,7 +273,7 @@ def rebuild(model, rule=None, logits=False, taps=()):
         return y
 
     clone = keras.models.clone_model(model, clone_function=lambda l: l, call_function=call)
-    return keras.Model(clone.input, [tapped[t] for t in taps] + [clone.output])
+    return keras.Model(clone.input, [tapped[t] for t in taps] + [clone.output]), twins
 
 
 # ---------------------------------------------------------------- the views

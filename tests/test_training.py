@@ -37,9 +37,11 @@ def saved_weights(path):
 @pytest.mark.slow
 def test_digits_reach_95_percent_and_leave_every_output(tmp_path):
     out = tmp_path / "run"
-    result = training.train("resnet18", "digits", epochs=8, batch_size=64, output=str(out),
-                            verbose=0)
+    # no recipe, epochs or batch size: the digits defaults (README: 8 epochs at batch 64)
+    result = training.train("resnet18", "digits", output=str(out), verbose=0)
     summary = result.summary
+    assert summary["recipe"] == "digits" and summary["epochs"] == 8, summary
+    assert summary["batch_size"] == 64, summary
     assert summary["test_accuracy"] >= 0.95, summary
     assert summary["strategy"] == "default" and summary["replicas"] == 1
     rows = list(csv.DictReader((out / "history.csv").open()))

@@ -13,7 +13,7 @@ import tensorflow as tf
 import keras_classics as kc
 from keras_classics import visualize as V
 from keras_classics.layers import LocalResponseNormalization
-from conftest import call_tool
+from conftest import assert_close, call_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
@@ -264,3 +264,20 @@ def test_a_mixed_precision_model_is_looked_at_in_float32(tmp_path):
     np.testing.assert_allclose(got, ref, atol=0.05)
     proj = V.project(model, image, mode, 0, "conv2", "deconvnet")
     assert proj.dtype == np.float32 and np.isfinite(proj).all() and np.abs(proj).max() > 0
+
+
+def test_the_rebuilt_model_is_reused_and_follows_the_weights():
+    """project() twice reuses one rebuilt graph; after the model's weights change, the
+    projection follows them (the copied layers are refreshed)."""
+    model = kc.get_model("zfnet", input_shape=(64, 64, 3), classes=10)
+    image = random_image(64, 5)
+    first = V.project(model, image, "torch", 0, "conv2", "guided")
+    net = V.rebuild(model, "guided", taps=("conv2",))
+    assert V.rebuild(model, "guided", taps=("conv2",)) is net
+    conv1 = model.get_layer("conv1")
+    conv1.kernel.assign(np.asarray(conv1.kernel) * -1.5)
+    again = V.project(model, image, "torch", 0, "conv2", "guided")
+    assert np.abs(again - first).max() > 0.1 * np.abs(first).max()
+    fresh = V._rebuild(model, "guided", False, ("conv2",))[0]
+    x = V.prepare(model, image, "torch")
+    assert_close(net(x)[1], fresh(x)[1], rtol=1e-5, atol=1e-6)

@@ -48,7 +48,7 @@ def _check_count(name, value, minimum=1):
 EVAL_BATCH = 64
 
 
-def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, recipe="resnet",
+def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, recipe=None,
           strategy="auto", mixed_precision=False, jit=False, output="runs/train",
           image_size=None, seed=0, lr=None, checkpoint_every=20, cpu_replicas=None,
           data_dir=None, augment=None, verbose=1, model_kwargs=None, data=None,
@@ -68,8 +68,12 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     ``callbacks`` (Keras callbacks, told each epoch's logs) serve keras-tuner.
     ``steps_per_execution`` steps run per ``tf.function`` call. ``mixed_precision="auto"``
     mixes where that is faster (:func:`strategy.fast_precision`). ``epochs``, ``batch_size``,
-    ``augment`` and ``warmup_epochs`` override the recipe's.
+    ``augment`` and ``warmup_epochs`` override the recipe's. ``recipe`` defaults to "digits"
+    (ResNet's recipe sized for 1,078 small images: 8 epochs at batch 64) for the embedded
+    digits, else "resnet".
     """
+    if recipe is None:
+        recipe = "digits" if data is None and dataset == "digits" else "resnet"
     rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, augment=augment,
                      warmup_epochs=warmup_epochs)
     epochs, batch = rec.epochs, rec.batch_size
