@@ -51,13 +51,14 @@ def load(model, weights=None, image_size=None):
             net.load_weights(weights)
         mode = saved_preprocessing(model)
     else:
-        from .registry import model_info, resolve
+        from .registry import resolve
 
         kwargs = {"weights": weights}
         if image_size:
             kwargs["input_shape"] = (image_size, image_size, 3)
-        net = resolve(model, weights).build(**kwargs)
-        mode = model_info(net.name).preprocessing if weights == "imagenet" else "torch"
+        info = resolve(model, weights)
+        net = info.build(**kwargs)
+        mode = info.preprocessing if weights == "imagenet" else "torch"
     check_image_model(net)
     return in_float32(net), mode
 

@@ -351,6 +351,9 @@ def test_a_second_training_on_the_same_output_is_refused(tmp_path):
     (["--lr", "nan"], "--lr: must be a positive finite number, got nan"),
     (["--augment", "crop,blur"], "unknown augmentation ['blur']"),
     (["--set", "depthh=3"], "depthh"),
+    (["--epochs", "2", "--warmup-epochs", "3"], "warmup_epochs must be a number from 0 to epochs"
+                                               " (2), got 3.0"),
+    (["--warmup-epochs", "nan"], "warmup_epochs must be a number from 0 to epochs"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, args, message):
     tool = load_tool("train")
