@@ -133,11 +133,9 @@ def _channel(model, layer, channel):
         raise ValueError(f"layer {layer!r} has channels 0..{count - 1}, got {channel}")
 
 
-def prepare(model, images, mode):
-    """Images (N, H, W, 3) or (H, W, 3) in [0, 255], resized to the model's input and
-    preprocessed by ``mode``: a float32 batch the model takes."""
-    if mode not in MODES:
-        raise ValueError(f"unknown preprocessing {mode!r}; allowed: {', '.join(MODES)}")
+def at_input_size(model, images):
+    """Images (N, H, W, 1|3) or (H, W, 1|3) in [0, 255] as an RGB float32 batch at the model's
+    input size (still raw pixels)."""
     x = np.asarray(images, "float32")
     x = x[None] if x.ndim == 3 else x
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
@@ -145,9 +143,15 @@ def prepare(model, images, mode):
     if x.shape[-1] == 1:
         x = np.repeat(x, 3, -1)
     size = model.input_shape[1:3]
-    if x.shape[1:3] != size:
-        x = tf.image.resize(x, size).numpy()
-    x = imagenet_utils.preprocess_input(x.copy(), mode=mode)
+    return tf.image.resize(x, size).numpy() if x.shape[1:3] != size else x
+
+
+def prepare(model, images, mode):
+    """Images (N, H, W, 3) or (H, W, 3) in [0, 255], resized to the model's input and
+    preprocessed by ``mode``: a float32 batch the model takes."""
+    if mode not in MODES:
+        raise ValueError(f"unknown preprocessing {mode!r}; allowed: {', '.join(MODES)}")
+    x = imagenet_utils.preprocess_input(at_input_size(model, images).copy(), mode=mode)
     return x if model.input_shape[-1] == 3 else x.mean(-1, keepdims=True)
 
 
@@ -263,10 +267,7 @@ def _rebuild(model, rule, logits, taps):
             y = RectifiedBackward(rule, name=layer.name + "_rule")(
                 linear_twin(layer)(*args, **kwargs))
         elif logits and layer is out_layer and _is(activation, "softmax"):
-            y = linear_twin(layer)(*args, **kwargs)
-        elif logits and layer is out_layer and isinstance(layer, keras.layers.Activation) and \
-                _is(activation, "softmax"):
-            y = args[0]
+            y = linear_twin(layer)(*args, **kwargs)  # an Activation layer's twin is identity
         else:
             y = layer(*args, **kwargs)
         if layer.name in taps:
@@ -363,11 +364,8 @@ def occlusion(model, image, mode, label, patch=None, stride=None, fill=None, bat
     apart (default ``patch // 4``), and without occlusion. ``fill`` is the square's raw value
     (default: the image's mean per channel: grey on photographs, as in the paper, and no bright
     blob on a dark background such as the digits')."""
-    raw = np.asarray(image, "float32")
-    raw = np.repeat(raw, 3, -1) if raw.shape[-1] == 1 else raw
+    raw = at_input_size(model, image)[0]
     h, w = model.input_shape[1:3]
-    if raw.shape[:2] != (h, w):
-        raw = tf.image.resize(raw, (h, w)).numpy()
     classes = model.output_shape[-1]
     if not 0 <= label < classes:
         raise ValueError(f"label must be in 0..{classes - 1}, got {label}")
@@ -545,10 +543,7 @@ def report(model, mode, out, images, labels=None, index=0, layer=None, channel=N
     layer = _feature_layer(model, layer)
     if channel is not None:
         _channel(model, layer, channel)
-    size = model.input_shape[1:3]
-    image = np.asarray(images[index], "float32")
-    image = np.repeat(image, 3, -1) if image.shape[-1] == 1 else image
-    image = tf.image.resize(image, size).numpy() if image.shape[:2] != size else image
+    image = at_input_size(model, images[index])[0]
     probs = np.asarray(model(prepare(model, image, mode), training=False))[0]
     label = int(labels[index]) if labels is not None else int(np.argmax(probs))
     if not 0 <= label < len(probs):
