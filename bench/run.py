@@ -41,6 +41,11 @@ def fast_dtype():
     return "float16" if tf.config.list_physical_devices("GPU") else "bfloat16"
 
 
+# what the rows call the fast path's dtype (a results.json keeps its own in settings)
+LABELS = {"float16": "fp16", "bfloat16": "bf16"}
+LOW = LABELS[fast_dtype()]
+
+
 def inference_fn(model, x, jit=False):
     f = tf.function(lambda t: model(t, training=False), jit_compile=jit or None)
     return lambda: np.asarray(f(x))
@@ -151,21 +156,21 @@ def bench_model(name, size, batch, train_batch, rounds, peaks):
         "folded/fp32": speedup(b32, "folded", "ours"),
         "xla/fp32": speedup(b32, "xla", "ours"),
         "saved_model/fp32": speedup(b32, "saved_model", "ours"),
-        "bf16 folded/fp32": speedup(b32, "fast_folded", "ours"),
-        "bf16 folded/keras fp32": speedup(b32, "fast_folded", "keras"),
-        "bf16 SavedModel/keras fp32": speedup(b32, "fast_saved_model", "keras"),
-        # the best any bf16 implementation could do: every multiply-add at the bf16 peak
-        "bf16 at peak/keras fp32 (bound)": (keras_t / (2 * macs * batch / peaks["bf16"]),) * 3,
+        f"{LOW} folded/fp32": speedup(b32, "fast_folded", "ours"),
+        f"{LOW} folded/keras fp32": speedup(b32, "fast_folded", "keras"),
+        f"{LOW} SavedModel/keras fp32": speedup(b32, "fast_saved_model", "keras"),
+        # the best any 16-bit implementation could do: every multiply-add at its peak
+        f"{LOW} at peak/keras fp32 (bound)": (keras_t / (2 * macs * batch / peaks[LOW]),) * 3,
     }
     torch_keys = [k for k in b32 if k.startswith("torch_")]
     if torch_keys:  # our fast path against each PyTorch path, and against the best of them
         for k in torch_keys:
-            ratios[f"bf16 folded/{k.replace('_', ' ', 1)}"] = speedup(b32, "fast_folded", k)
+            ratios[f"{LOW} folded/{k.replace('_', ' ', 1)}"] = speedup(b32, "fast_folded", k)
         best = min(torch_keys, key=lambda k: med[k])
-        ratios["bf16 folded/best torch"] = speedup(b32, "fast_folded", best)
+        ratios[f"{LOW} folded/best torch"] = speedup(b32, "fast_folded", best)
     achieved = {"achieved/peak fp32 (ours)": 2 * macs * batch / med["ours"] / peaks["fp32"],
-                "achieved/peak bf16 (bf16 folded)":
-                    2 * macs * batch / med["fast_folded"] / peaks["bf16"]}
+                f"achieved/peak {LOW} ({LOW} folded)":
+                    2 * macs * batch / med["fast_folded"] / peaks[LOW]}
     return {"gmacs": macs / 1e9,
             "latency_b1_ms": {k: statistics.median(v) * 1e3 for k, v in b1.items()},
             "throughput_img_s": {k: batch / v for k, v in med.items()},
@@ -246,7 +251,7 @@ def verdict(ratio, target, control=None):
 
 def targets(report):
     """[(target, measured, verdict)] for the issue's targets on this machine."""
-    rows = []
+    rows, low = [], LABELS[report["settings"]["fast_dtype"]]
     for name, m in report["models"].items():
         for k in ("inference b1", f"inference b{report['settings']['batch']}", "training"):
             ratio = m["ratios"][f"ours/keras {k}"]
@@ -255,28 +260,28 @@ def targets(report):
                          verdict(ratio, TARGET_OURS, control)))
     if "resnet50" in report["models"]:
         r = report["models"]["resnet50"]["ratios"]
-        for k in ("bf16 folded/keras fp32", "bf16 SavedModel/keras fp32"):
+        for k in (f"{low} folded/keras fp32", f"{low} SavedModel/keras fp32"):
             rows.append((f"resnet50 {k} ≥ {TARGET_FAST}", fmt(r[k]), verdict(r[k], TARGET_FAST)))
         if "frozen_weights" in report:
             f = report["frozen_weights"]
-            rows.append((f"resnet50 bf16 folded/keras fp32, frozen-weights process ≥ "
+            rows.append((f"resnet50 {low} folded/keras fp32, frozen-weights process ≥ "
                          f"{TARGET_FAST}", fmt(f), verdict(f, TARGET_FAST)))
     a = report["bf16_digits"]["agreement"]
-    rows.append((f"bf16 vs fp32 top-1 agreement on held-out digits ≥ {TARGET_AGREE:.0%}",
+    rows.append((f"{low} vs fp32 top-1 agreement on held-out digits ≥ {TARGET_AGREE:.0%}",
                  f"{a:.2%}", verdict(a, TARGET_AGREE)))
     return rows
 
 
 def markdown(report):
     s, models = report["settings"], list(report["models"])
-    peaks = report["peak_gflops"]
+    peaks, low = report["peak_gflops"], LABELS[report["settings"]["fast_dtype"]]
     lines = [f"Machine: {report['machine']['cpu']}, {report['machine']['cpu_cores']} cores, "
              f"{report['machine']['platform']}; TF {report['machine']['tensorflow']}, Keras "
              f"{report['machine']['keras']}. Input {s['size']}x{s['size']}, batch {s['batch']} "
              f"(training {s['train_batch']}), {s['rounds']} interleaved rounds: paired ratio "
              f"medians (interquartile range over rounds). Peak (best of a GEMM/convolution "
-             f"sweep): fp32 {peaks['fp32']:.0f} GFLOP/s ({report['peak_kernel']['fp32']}), bf16 "
-             f"{peaks['bf16']:.0f} GFLOP/s ({report['peak_kernel']['bf16']}).", "",
+             f"sweep): fp32 {peaks['fp32']:.0f} GFLOP/s ({report['peak_kernel']['fp32']}), {low} "
+             f"{peaks[low]:.0f} GFLOP/s ({report['peak_kernel'][low]}).", "",
              "| ratio | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     keys = list(dict.fromkeys(k for m in models for k in report["models"][m]["ratios"]))
     for k in keys:  # the PyTorch rows are ResNet-50's only
@@ -286,11 +291,11 @@ def markdown(report):
     for k in report["models"][models[0]]["achieved_over_peak"]:
         lines.append(f"| {k} | " + " | ".join(
             f"{report['models'][m]['achieved_over_peak'][k]:.2f}" for m in models) + " |")
-    lines.append("| throughput ours fp32 / bf16 folded (img/s) | " + " | ".join(
+    lines.append(f"| throughput ours fp32 / {low} folded (img/s) | " + " | ".join(
         f"{report['models'][m]['throughput_img_s']['ours']:.1f} / "
         f"{report['models'][m]['throughput_img_s']['fast_folded']:.1f}" for m in models) + " |")
     a = report["bf16_digits"]
-    lines += ["", f"bf16 folded vs fp32 top-1 agreement, ResNet-18 trained on the digits here "
+    lines += ["", f"{low} folded vs fp32 top-1 agreement, ResNet-18 trained on the digits here "
                   f"(fp32 test accuracy {a['fp32_test_accuracy']:.3f}), on {a['images']} "
                   f"held-out images: {a['agreement']:.4f}", "",
               "| target | measured | |", "|---|---|---|"]
@@ -334,10 +339,10 @@ def main(argv=None):
         (224, 32, 16, args.rounds)
     print("peak rates ...", file=sys.stderr, flush=True)
     peaks = {k: peak(dt, quick=args.quick) for k, dt in (("fp32", tf.float32),
-                                                          ("bf16", tf.bfloat16))}
-    gpu = bool(tf.config.list_physical_devices("GPU"))
+                                                          (LOW, fast_dtype()))}
+    gpus = len(tf.config.list_physical_devices("GPU"))
     report = {"machine": {"cpu": cpu_name(), "cpu_cores": os.cpu_count(),
-                          "platform": platform.platform(), "gpus": int(gpu),
+                          "platform": platform.platform(), "gpus": gpus,
                           "tensorflow": tf.__version__, "keras": keras.__version__},
               "settings": {"size": size, "batch": batch, "train_batch": train_batch,
                            "rounds": rounds, "fast_dtype": fast_dtype()},
@@ -347,7 +352,7 @@ def main(argv=None):
     for name in args.models:
         print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
         report["models"][name] = bench_model(name, size, batch, train_batch, rounds, peaks)
-    if "resnet50" in args.models and not gpu:
+    if "resnet50" in args.models and not gpus:
         print("bf16 path in an inference-only process ...", file=sys.stderr, flush=True)
         report["frozen_weights"] = frozen_weights_run("resnet50", size, batch, rounds)
         print("profile ...", file=sys.stderr, flush=True)
@@ -356,7 +361,7 @@ def main(argv=None):
         report["profile_model"] = "resnet50"
         report["profile_raw"] = profiles
         report["profile"] = w.table(profiles, {"keras": peaks["fp32"] / 1e9,
-                                               "bf16_folded": peaks["bf16"] / 1e9})
+                                               "bf16_folded": peaks[LOW] / 1e9})
     print("bf16 agreement on digits ...", file=sys.stderr, flush=True)
     report["bf16_digits"] = digits_agreement(1 if args.quick else 8)
     return write(report, args.out)

@@ -1,6 +1,8 @@
 """Argument types shared by the tools: counts and sizes are checked by argparse, so a bad
 value is a usage error (exit 2) before anything is read or written."""
 import argparse
+import os
+import sys
 
 
 def _int_at_least(minimum, what):
@@ -28,3 +30,32 @@ def positive_float(text):
     if not value > 0 or value == float("inf"):  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
+
+
+def add_precision_arguments(parser, default="float32", help_default=None):
+    """``--precision`` (training.PRECISIONS) and ``--mixed-precision`` (= ``auto``)."""
+    from .training.precision import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default=default,
+                        help="Keras dtype policy; auto: mixed_float16 on GPUs with tensor "
+                             "cores, mixed_bfloat16 on CPUs with bfloat16 instructions, else "
+                             f"float32 (default: {help_default or default})")
+    parser.add_argument("--mixed-precision", dest="precision", action="store_const",
+                        const="auto", help="the same as --precision auto")
+
+
+def warn_if_gpus_unused(driver="/proc/driver/nvidia/version"):
+    """The tools quieten TensorFlow's log (TF_CPP_MIN_LOG_LEVEL), which also hides "Cannot
+    dlopen some GPU libraries": with an NVIDIA driver installed and no GPU visible to
+    TensorFlow (and none hidden on purpose with CUDA_VISIBLE_DEVICES), say so on stderr.
+    Returns the warning, or None."""
+    import tensorflow as tf
+
+    if not os.path.exists(driver) or os.environ.get("CUDA_VISIBLE_DEVICES") is not None \
+            or tf.config.list_physical_devices("GPU"):
+        return None
+    message = ("warning: this machine has an NVIDIA driver but TensorFlow sees no GPU, so this "
+               "runs on the CPU. Install the GPU build (pip install -e '.[gpu]', Linux only) "
+               "and run with TF_CPP_MIN_LOG_LEVEL=0 to see which CUDA library failed to load")
+    print(message, file=sys.stderr)
+    return message

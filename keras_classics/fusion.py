@@ -175,5 +175,13 @@ def fuse_batchnorm(model, dtype=None, convert_kept=True):
                                      recursive=True)
     fused.fusion_report = {"folded": len(pairs), "converted": len(converted),
                            "kept": len(kept), "kept_layers": kept,
-                           "dtype": dtype or model.dtype_policy.name}
+                           "dtype": dtype or _compute_policy(model)}
     return fused
+
+
+def _compute_policy(model):
+    """The dtype policy most of ``model``'s weighted layers compute under (a model built under
+    mixed_float16 and loaded under float32 is itself "float32", its layers are not)."""
+    names = [op.dtype_policy.name for op in _operations(model) if op.weights] or \
+        [model.dtype_policy.name]
+    return max(set(names), key=names.count)

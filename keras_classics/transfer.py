@@ -22,7 +22,9 @@ import numpy as np
 
 from . import data as data_lib
 from . import training
+from .models._common import classifier
 from .registry import model_info, resolve
+from .training.precision import with_policy
 from .weights import _attach, preprocessing_of, weights_info
 
 REGIMES = ("auto", "small", "medium", "large")
@@ -91,14 +93,14 @@ def transfer_model(backbone, classes, trainable_stages, dropout=0.2):
     x = backbone(inputs, training=False)
     if dropout:
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    out = keras.layers.Dense(classes, activation="softmax", name="predictions")(x)
+    out = classifier(x, classes, "softmax")
     return keras.Model(inputs, out, name=f"{backbone.name}_transfer")
 
 
 def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10,
               head_epochs=None, lr=1e-3, lr_factor=10.0, batch_size=32, image_size=None,
               output="runs/finetune", strategy="default", data=None, verbose=0, seed=0,
-              preprocessing=None, overwrite=False):
+              preprocessing=None, overwrite=False, precision="float32"):
     """Fine-tune ``backbone`` (a registry name with ``weights``, or a ``.keras`` classifier) on
     ``dataset``/``data``; returns a summary with the regime used, per-phase results and the
     final model (``model_object``). Phase 1 trains the head for ``head_epochs`` (default
@@ -110,7 +112,8 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
     Images reach the backbone preprocessed as its weights need: the mode of its pretrained
     record (``weights="imagenet"``: "caffe" for Keras' ResNet50, "tf" for ResNetV2 and
     torchvision's GoogLeNet, "torch" for the rest), the mode a ``.keras`` classifier was trained
-    with (its ``summary.json``), or ``preprocessing`` when given."""
+    with (its ``summary.json``), or ``preprocessing`` when given. ``precision`` as in
+    :func:`training.train`: the backbone is rebuilt under that policy."""
     if lr_factor <= 0:
         raise ValueError(f"lr_factor must be positive, got {lr_factor}")
     if data is None:
@@ -135,7 +138,10 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
 
     def build(trainable, start=None):
         def make(classes, input_shape):
-            bb = keras.models.clone_model(base)
+            # a copy under the policy train() set (with_policy returns ``base`` itself when
+            # nothing changes, hence the explicit clone)
+            bb = keras.models.clone_model(with_policy(
+                base, keras.mixed_precision.global_policy().name))
             bb.set_weights(weights_now)
             model = transfer_model(bb, classes, trainable)
             if start is not None:
@@ -155,7 +161,8 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
             data=data, build_model=build(stages, start), epochs=n_epochs,
             batch_size=batch_size, image_size=data.image_size, recipe="adam", lr=phase_lr,
             strategy=strategy, output=os.path.join(output, f"phase_{name}"), verbose=verbose,
-            seed=seed, augment=(), preprocessing=preprocessing, overwrite=overwrite)
+            seed=seed, augment=(), preprocessing=preprocessing, overwrite=overwrite,
+            precision=precision)
         model, summary = run.model, run.summary
         start = model.get_weights()
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)

@@ -29,6 +29,7 @@ import tensorflow as tf
 from keras.applications import imagenet_utils
 
 from .layers import LocalResponseNormalization
+from .training.precision import with_policy
 from .preprocessing import MODES
 
 RULES = ("deconvnet", "guided")
@@ -67,15 +68,7 @@ def in_float32(model):
     """``model`` itself when every layer computes in float32, else a float32 copy with its
     weights (a model trained with mixed precision): gradients of bfloat16 or float16 layers are
     too coarse to look at."""
-    if all(l.compute_dtype == "float32" for l in model.layers):
-        return model
-
-    def clone(layer):
-        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
+    return with_policy(model, "float32")
 
 
 def check_image_model(model):

@@ -19,8 +19,8 @@ class RecipeHyperModel(kt.HyperModel):
     batch_size = 64
     warmup_epochs = None  # None: the training recipe's
     seeds = 2  # each configuration trains once per seed: 0, 1, ...
-    # float32 | mixed | auto (mixed where the machine has fast 16-bit math:
-    # training.fast_precision). float32 by default: the CIFAR-sized nets of most studies
+    # training.PRECISIONS: float32 | mixed_float16 | mixed_bfloat16 | auto (mixed where the
+    # machine has fast 16-bit math: training.fast_precision). float32 by default: the CIFAR-sized nets of most studies
     # train no faster in mixed bfloat16 on a CPU (239 vs 217 images/s for ResNet-20 here)
     precision = "float32"
     max_trials = 4
@@ -44,9 +44,9 @@ class RecipeHyperModel(kt.HyperModel):
         self.batch_size = batch_size or self.batch_size
         self.seeds = seeds or self.seeds
         self.precision = precision or self.precision
-        if self.precision not in PRECISIONS:
+        if self.precision not in training.PRECISIONS:
             raise ValueError(f"{self.name}: unknown precision {self.precision!r}; allowed: "
-                             f"{', '.join(PRECISIONS)}")
+                             f"{', '.join(training.PRECISIONS)}")
         self.strategy = strategy
         self.budget_params = budget_params or self.budget_params
         self.verbose = verbose
@@ -122,16 +122,13 @@ class RecipeHyperModel(kt.HyperModel):
             initial_epoch=initial_epoch, callbacks=callbacks, batch_size=self.batch_size,
             image_size=self.image_size, recipe=overrides.pop("recipe", self.recipe),
             strategy=self.strategy, seed=seed, warmup_epochs=warmup,
-            mixed_precision="auto" if self.precision == "auto" else self.precision == "mixed",
+            precision=self.precision,
             output=output, verbose=self.verbose, overwrite=overwrite, **overrides)
 
     def measure(self, hp):
         """(trainable parameters, multiply-adds per image) of ``hp``'s model."""
         prof = profile(self.make(hp))
         return prof.trainable_params, prof.macs
-
-
-PRECISIONS = ("auto", "float32", "mixed")
 
 
 def aggregate(summaries):

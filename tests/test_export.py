@@ -251,6 +251,17 @@ def test_fold_into_bf16(policy, weight_dtype):
     assert np.abs(out - ref).max() > max(100 * fp32_fold, 1e-4 * np.abs(ref).max())
 
 
+def test_fusion_report_names_the_policy_a_loaded_mixed_model_computes_in(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        kc.get_model("wrn_10_1", input_shape=(16, 16, 3)).save(tmp_path / "m.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.dtype_policy.name == "float32"  # the model object says float32 ...
+    assert fuse_batchnorm(loaded).fusion_report["dtype"] == "mixed_float16"  # ... its layers not
+
+
 def test_fold_bad_dtype_is_a_clear_error(tmp_path):
     model = kc.get_model("wrn_10_1", input_shape=(16, 16, 3))
     with pytest.raises(ValueError, match="unknown dtype policy 'bf16'.*bfloat16"):

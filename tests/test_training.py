@@ -15,12 +15,15 @@ import numpy as np
 import pytest
 
 from keras_classics import data, training
+from keras_classics.registry import resolve
 
 from conftest import load_tool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, str(ROOT / "tools" / "train.py")]
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+# GPUs hidden: the subprocesses (two or three at once in the multi-process tests) would each
+# take a whole GPU's memory, and every test asks for the CPU paths it checks
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
 ENV.pop("TF_CONFIG", None)
 SMALL = ["wrn_10_1", "--epochs", "2", "--batch-size", "32", "--image-size", "16"]
 
@@ -108,12 +111,15 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
 
 
 @pytest.mark.slow
-def test_mirrored_over_two_logical_cpus(tmp_path):
-    result = run(SMALL + ["--strategy", "mirrored", "--cpu-replicas", "2", "--output",
-                          str(tmp_path)])
+def test_mirrored_over_two_logical_cpus_with_xla(tmp_path):
+    # --jit compiles the per-replica step: compiling the call around strategy.run failed on
+    # the first step ("Trying to access resource ... replica_1 located in device CPU:1")
+    result = run(SMALL + ["--strategy", "mirrored", "--cpu-replicas", "2", "--jit",
+                          "--output", str(tmp_path)])
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout[result.stdout.index("{"):])
     assert summary["strategy"] == "MirroredStrategy" and summary["replicas"] == 2
+    assert summary["jit"] and np.isfinite(summary["test_loss"])
     bad = run(SMALL + ["--strategy", "mirrored", "--cpu-replicas", "2", "--batch-size", "33",
                        "--output", str(tmp_path / "bad")])
     assert bad.returncode == 2
@@ -174,6 +180,10 @@ def test_bad_input(tmp_path):
         training.train("resnet18", strategy="tpu", output=str(tmp_path))
     with pytest.raises(ValueError, match="alexnet needs inputs of at least 67x67"):
         training.train("alexnet", image_size=32, output=str(tmp_path))
+    with pytest.raises(ValueError, match="unknown precision 'fp16'; allowed: float32, "
+                                         "mixed_float16, mixed_bfloat16, auto"):
+        training.train("resnet18", precision="fp16", output=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
     bad = run(["vgg17", "--output", str(tmp_path)])
     assert bad.returncode == 2 and "did you mean" in bad.stderr
 
@@ -218,12 +228,100 @@ def test_aux_losses_weighted_0_3():
 def test_googlenet_with_aux_heads_mixed_precision_and_xla(tmp_path):
     digits = data.subset(data.digits(79), list(range(10)), per_class=20)  # XLA compiles most
     result = training.train("googlenet", data=digits, epochs=1, batch_size=32, image_size=79,
-                            output=str(tmp_path), verbose=0, mixed_precision=True, jit=True,
-                            model_kwargs={"aux_logits": True})
+                            output=str(tmp_path), verbose=0, precision="mixed_bfloat16",
+                            jit=True, model_kwargs={"aux_logits": True})
     summary, model = result.summary, result.model
     assert summary["precision"] == "mixed_bfloat16" and summary["jit"]
+    assert "loss_scale" not in summary  # bfloat16 has float32's range: no loss scaling
     assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
     assert len(model.outputs) == 3
+    assert [t.dtype for t in model.outputs] == ["float32"] * 3  # main and auxiliary heads
+
+
+LOSS_SCALE_SCRIPT = """
+import json, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from keras_classics.training import LossScaleOptimizer
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    v = tf.Variable([1.0, 2.0])
+    opt = LossScaleOptimizer(keras.optimizers.SGD(0.5), initial_scale=8.0)
+    opt.build([v])
+
+@tf.function
+def step(overflow_on_replica_1):
+    def replica():
+        ctx = tf.distribute.get_replica_context()
+        bad = overflow_on_replica_1 & tf.equal(ctx.replica_id_in_sync_group, 1)
+        grad = tf.where(bad, tf.constant([float("inf"), 8.0]), tf.constant([8.0, 8.0]))
+        opt.apply_gradients([(grad, v)])
+    strategy.run(replica)
+
+out = []
+for overflow in (True, False):
+    step(tf.constant(overflow))
+    out.append({"values": v.numpy().tolist(), "scale": float(opt.dynamic_scale.numpy())})
+print(json.dumps(out))
+"""
+
+
+def test_loss_scaling_skips_a_step_when_any_replica_overflows():
+    """Keras 3.15's LossScaleOptimizer asks replica 0 only: replica 1's inf was applied."""
+    res = subprocess.run([sys.executable, "-c", LOSS_SCALE_SCRIPT], capture_output=True,
+                         text=True, env=ENV, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    skipped, applied = json.loads(res.stdout.strip().splitlines()[-1])
+    # replica 1 overflowed: no replica applied anything, the scale halved
+    assert skipped == {"values": [1.0, 2.0], "scale": 4.0}
+    # both finite: the summed, unscaled gradient (8 + 8) / 4 times lr 0.5 is applied
+    assert applied["scale"] == 4.0
+    np.testing.assert_allclose(applied["values"], [1.0 - 2.0, 2.0 - 2.0])
+
+
+@pytest.mark.parametrize("name, size, kwargs", [
+    ("resnet18", 32, {}), ("alexnet", 67, {}), ("densenet121", 32, {}), ("vgg11", 32, {}),
+    ("googlenet", 79, {"aux_logits": True})])
+def test_output_layers_compute_in_float32_under_mixed_float16(name, size, kwargs):
+    with training.precision("mixed_float16"):
+        model = resolve(name).build(classes=10, input_shape=(size, size, 3), **kwargs)
+    assert all(t.dtype == "float32" for t in model.outputs)
+    assert model.get_layer("block1_conv1" if name == "vgg11" else model.layers[2].name
+                           ).compute_dtype == "float16"
+
+
+def test_a_confident_wrong_answer_has_finite_float16_gradients():
+    """A true-class probability of ~1e-6: the loss's gradient through a float16 softmax,
+    -1/p, overflows float16 at any loss scale (the scale fell to 0.125 on the digits)."""
+    import tensorflow as tf
+    with training.precision("mixed_float16"):
+        model = resolve("resnet18").build(
+            classes=10, input_shape=(32, 32, 3))
+    head = model.get_layer("predictions")
+    head.kernel.assign(np.zeros(head.kernel.shape, "float32"))  # every image is sure of
+    head.bias.assign(np.array([0.0] + [-14.0] * 9, "float32"))  # class 0: p(3) ~ e^-14 ~ 1e-6
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
+    y = np.full(4, 3)  # ... and the answer is 3
+    with tf.GradientTape() as tape:
+        loss = training.total_loss(y, [model(x, training=True)], 0.3, 4)
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert np.isfinite(float(loss)) and float(loss) > 10
+    assert all(np.isfinite(g.numpy().astype("float32")).all() for g in grads)
+
+
+@pytest.mark.slow
+def test_two_replicas_in_float16_train_to_a_finite_loss_and_loss_scale(tmp_path):
+    """The CLI path of the two fixes above (float16 is emulated on CPUs, ~10x slower than
+    float32: one epoch here; resnet18 for 2 epochs at batch 32, the issue's command, ended
+    with a loss scale of 8192 and 0.71 test accuracy)."""
+    result = run(SMALL + ["--epochs", "1", "--batch-size", "64", "--strategy", "mirrored",
+                          "--cpu-replicas", "2", "--precision", "mixed_float16", "--output",
+                          str(tmp_path)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["precision"] == "mixed_float16" and summary["replicas"] == 2
+    assert np.isfinite(summary["test_loss"]) and summary["loss_scale"] >= 1
 
 
 def write_images(root, counts, size=20, seed=0):
@@ -354,6 +452,7 @@ def test_a_second_training_on_the_same_output_is_refused(tmp_path):
     (["--epochs", "2", "--warmup-epochs", "3"], "warmup_epochs must be a number from 0 to epochs"
                                                " (2), got 3.0"),
     (["--warmup-epochs", "nan"], "warmup_epochs must be a number from 0 to epochs"),
+    (["--precision", "fp16"], "--precision: invalid choice: 'fp16'"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, args, message):
     tool = load_tool("train")
@@ -363,3 +462,26 @@ def test_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, args, message)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cpu_replicas_with_gpus_visible_is_refused(monkeypatch):
+    import tensorflow as tf
+    real = tf.config.list_physical_devices
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [
+        "GPU:0", "GPU:1"] if kind == "GPU" else real(kind))
+    with pytest.raises(ValueError, match="--cpu-replicas splits the CPU into replicas, but 2 "
+                                         "GPU"):
+        training.make_strategy("mirrored", cpu_replicas=2)
+
+
+def test_a_driver_without_a_visible_gpu_is_reported(tmp_path, monkeypatch, capsys):
+    from keras_classics.cli import warn_if_gpus_unused
+    driver = tmp_path / "version"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert warn_if_gpus_unused(str(driver)) is None  # no driver: nothing expected a GPU
+    driver.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14\n")
+    message = warn_if_gpus_unused(str(driver))
+    assert "TensorFlow sees no GPU" in message and message in capsys.readouterr().err
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # hidden on purpose: no warning
+    assert warn_if_gpus_unused(str(driver)) is None
+

@@ -17,14 +17,16 @@ from scipy import stats
 
 import recipes
 from keras_classics import data
-from keras_classics.training.strategy import fast_precision
+from keras_classics.training.precision import fast_precision
 from recipes import base, search
 
 from conftest import call_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNE = [sys.executable, str(ROOT / "tools" / "tune.py")]
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+# GPUs hidden: the subprocesses (two or three at once in the multi-process tests) would each
+# take a whole GPU's memory, and every test asks for the CPU paths it checks
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
 for var in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
     ENV.pop(var, None)
 

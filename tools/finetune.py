@@ -15,8 +15,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from keras_classics import data as data_lib, transfer  # noqa: E402
-from keras_classics.cli import positive_float, positive_int  # noqa: E402
+from keras_classics import data as data_lib, training, transfer  # noqa: E402
+from keras_classics.cli import (add_precision_arguments, positive_float,  # noqa: E402
+                                positive_int, warn_if_gpus_unused)
 
 
 def main(argv=None):
@@ -36,7 +37,8 @@ def main(argv=None):
     p.add_argument("--image-size", type=positive_int)
     p.add_argument("--per-class", type=positive_int, help="keep at most this many training examples "
                                                   "per class (array datasets such as digits)")
-    p.add_argument("--strategy", default="default")
+    p.add_argument("--strategy", default="default", choices=training.STRATEGIES)
+    add_precision_arguments(p)
     p.add_argument("--output", default="runs/finetune")
     p.add_argument("--overwrite", action="store_true",
                    help="discard previous runs in --output instead of resuming them")
@@ -44,6 +46,7 @@ def main(argv=None):
     p.add_argument("--experiment", action="store_true",
                    help="run the digits 0-4 -> 5-9 comparison of the regimes")
     args = p.parse_args(argv)
+    warn_if_gpus_unused()
     try:
         if args.experiment:
             result = transfer.digits_experiment(per_class=args.per_class or 10,
@@ -68,7 +71,8 @@ def main(argv=None):
             epochs=args.epochs, head_epochs=args.head_epochs, lr=args.lr,
             lr_factor=args.lr_factor, batch_size=args.batch_size, image_size=args.image_size,
             output=args.output, strategy=args.strategy, data=data, verbose=1,
-            preprocessing=args.preprocessing, overwrite=args.overwrite)
+            preprocessing=args.preprocessing, overwrite=args.overwrite,
+            precision=args.precision)
     except ValueError as err:
         p.error(str(err))
     model = summary.pop("model_object")

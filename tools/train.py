@@ -2,7 +2,7 @@
 
     python tools/train.py resnet18                                  # digits, offline
     python tools/train.py alexnet --dataset imagenette/160px-v2 --recipe alexnet --image-size 227
-    python tools/train.py resnet50 --dataset cifar10 --strategy mirrored --mixed-precision
+    python tools/train.py resnet50 --dataset cifar10 --strategy mirrored --precision auto
     TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
                 "task": {"type": "worker", "index": 0}}' python tools/train.py resnet50 ...
 
@@ -18,7 +18,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from keras_classics import training  # noqa: E402
-from keras_classics.cli import non_negative_int, positive_float, positive_int  # noqa: E402
+from keras_classics.cli import (add_precision_arguments, non_negative_int,  # noqa: E402
+                                positive_float, positive_int, warn_if_gpus_unused)
 
 
 def main(argv=None):
@@ -35,8 +36,7 @@ def main(argv=None):
     p.add_argument("--strategy", default="auto", choices=training.STRATEGIES)
     p.add_argument("--cpu-replicas", type=positive_int,
                    help="split the CPU into N logical devices (MirroredStrategy without GPUs)")
-    p.add_argument("--mixed-precision", action="store_true",
-                   help="mixed_float16 on GPU, mixed_bfloat16 on CPU")
+    add_precision_arguments(p)
     p.add_argument("--jit", action="store_true", help="XLA-compile the training step")
     p.add_argument("--output", default="runs/train")
     p.add_argument("--image-size", type=positive_int)
@@ -61,6 +61,7 @@ def main(argv=None):
                    help="a builder argument, e.g. --set aux_logits=true --set norm='\"group\"' "
                         "(values are JSON; bare words are strings)")
     args = p.parse_args(argv)
+    warn_if_gpus_unused()
     model_kwargs = {}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -76,7 +77,7 @@ def main(argv=None):
     try:
         result = training.train(
             args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size,
-            recipe=args.recipe, strategy=args.strategy, mixed_precision=args.mixed_precision,
+            recipe=args.recipe, strategy=args.strategy, precision=args.precision,
             jit=args.jit, output=args.output, image_size=args.image_size, seed=args.seed,
             lr=args.lr, checkpoint_every=args.checkpoint_every, cpu_replicas=args.cpu_replicas,
             data_dir=args.data_dir, augment=augment, deterministic=args.deterministic,

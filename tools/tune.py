@@ -22,9 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import recipes  # noqa: E402
 from keras_classics import analysis, data as data_lib, training  # noqa: E402
-from keras_classics.cli import positive_int  # noqa: E402
+from keras_classics.cli import (add_precision_arguments, positive_int,  # noqa: E402
+                                warn_if_gpus_unused)
 from recipes import search  # noqa: E402
-from recipes.base import PRECISIONS  # noqa: E402
 
 
 def main(argv=None):
@@ -44,10 +44,8 @@ def main(argv=None):
     p.add_argument("--seeds", type=positive_int,
                    help="trainings per configuration, seeds 0..N-1 (default 2): the leaderboard "
                         "shows mean ± std and the verdict tests the differences")
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="auto: mixed bfloat16 on CPUs with AVX512-BF16/AMX, mixed float16 on "
-                        "GPUs, else float32 (default: the recipe's; auto for zfnet, float32 "
-                        "for the CIFAR-sized studies)")
+    add_precision_arguments(p, default=None, help_default="the recipe's; auto for zfnet, "
+                                                         "float32 for the CIFAR-sized studies")
     p.add_argument("--budget-params", type=positive_int, help="skip configurations over this many "
                                                      "trainable parameters")
     p.add_argument("--directory", default="runs/tune")
@@ -57,6 +55,7 @@ def main(argv=None):
                                     "as a SavedModel here")
     p.add_argument("--data-dir")
     args = p.parse_args(argv)
+    warn_if_gpus_unused()
     try:
         cls = recipes.get(args.recipe)
         args.tuner = args.tuner or cls.default_tuner

@@ -104,12 +104,22 @@ def pool_features(x, pooling):
     return x
 
 
+def classifier(x, classes, activation, name="predictions"):
+    """The output layer: a Dense of ``classes`` units. Under a mixed-precision policy it
+    computes in float32 (Keras' mixed-precision guide): a float16 softmax rounds small
+    probabilities to 0, and the loss's gradient at them overflows float16 at any loss scale."""
+    policy = keras.mixed_precision.global_policy()
+    mixed = policy.compute_dtype != policy.variable_dtype
+    return keras.layers.Dense(classes, activation=activation, name=name,
+                              dtype="float32" if mixed else None)(x)
+
+
 def gap_classifier(x, classes, classifier_activation, dropout=0.0):
     """Global average pool, optional dropout, one Dense: GoogLeNet, ResNet and DenseNet's top."""
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    return classifier(x, classes, classifier_activation)
 
 
 def finalize(inputs, outputs, name, weights, weights_key=None, include_top=True):

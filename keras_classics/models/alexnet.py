@@ -7,7 +7,8 @@ Both are five convolutions and three fully connected layers; a variant is a tabl
 import keras
 
 from ..layers import LocalResponseNormalization, conv_norm_act
-from ._common import check_args, finalize, min_input_size, model_input, pool_features
+from ._common import (check_args, classifier, finalize, min_input_size, model_input,
+                      pool_features)
 from ..weights import register_weights, torchvision_weights
 
 # Pretrained weights: torchvision's, for the "one weird trick" topology only.
@@ -93,7 +94,7 @@ def build(model_name, ops, *, default_size, groups=1, lrn=True, fc=(4096, 4096),
             x = keras.layers.Dense(units, activation="relu", name=f"fc{i}")(x)
             if dropout:
                 x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = classifier(x, classes, classifier_activation)
     else:
         x = pool_features(x, pooling)
     return finalize(inputs, x, name or model_name, weights, weights_key, include_top)

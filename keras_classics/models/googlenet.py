@@ -3,7 +3,8 @@ import keras
 
 from ..layers.pooling import ceil_pool_size
 from ..layers import CeilMaxPooling2D, LocalResponseNormalization, conv_norm_act, inception_module
-from ._common import check_args, finalize, gap_classifier, model_input, pool_features
+from ._common import (check_args, classifier, finalize, gap_classifier, model_input,
+                      pool_features)
 from ..weights import register_weights, torchvision_weights
 
 # (name, (#1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj)) or a 3×3/2 max pool name.
@@ -51,8 +52,7 @@ def _aux_head(x, name, classes, classifier_activation, norm, use_bias, epsilon):
     x = keras.layers.Flatten(name=f"{name}_flatten")(x)
     x = keras.layers.Dense(1024, activation="relu", name=f"{name}_fc")(x)
     x = keras.layers.Dropout(0.7, name=f"{name}_dropout")(x)
-    return keras.layers.Dense(classes, activation=classifier_activation,
-                              name=f"{name}_predictions")(x)
+    return classifier(x, classes, classifier_activation, name=f"{name}_predictions")
 
 
 def GoogLeNet(include_top=True, weights=None, input_tensor=None, input_shape=None,

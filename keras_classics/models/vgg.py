@@ -8,7 +8,7 @@ after fc1 and fc2 (keras.applications omits it; it has no weights).
 import keras
 
 from ..layers import LocalResponseNormalization, conv_norm_act
-from ._common import check_args, finalize, model_input, pool_features
+from ._common import check_args, classifier, finalize, model_input, pool_features
 from ..weights import keras_weights, register_weights, torchvision_weights
 
 # One list per block (each block ends in a 2×2/2 max pool); an int is a conv3 with that many
@@ -81,7 +81,7 @@ def VGG(config="D", include_top=True, weights=None, input_tensor=None, input_sha
             x = keras.layers.Dense(4096, activation="relu", name=f"fc{i}")(x)
             if dropout:
                 x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = classifier(x, classes, classifier_activation)
     else:
         x = pool_features(x, pooling)
     return finalize(inputs, x, model_name, weights, weights_key, include_top)

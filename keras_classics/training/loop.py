@@ -27,15 +27,14 @@ def total_loss(labels, outputs, aux_weight, global_batch):
 class StepLoop:
     """Training and evaluation steps of ``net`` with ``optimizer`` under ``strategy``.
 
-    ``jit`` XLA-compiles the per-replica step (not the call around ``strategy.run``, which
-    XLA cannot compile, nor the iterator)."""
+    ``jit`` XLA-compiles the per-replica forward and backward pass (not the call around
+    ``strategy.run``, which XLA cannot compile, nor the optimizer's cross-replica update)."""
 
     def __init__(self, strategy, net, optimizer, global_batch, aux_weight=0.3, jit=False):
         self.strategy, self.net, self.optimizer = strategy, net, optimizer
         self.replicas = strategy.num_replicas_in_sync
-        replica_step = self._replica_step(global_batch, aux_weight)
-        if jit:
-            replica_step = tf.function(replica_step, jit_compile=True)
+        replica_step = (self._compiled_replica_step if jit else self._replica_step)(
+            global_batch, aux_weight)
 
         @tf.function
         def train_steps(iterator, n):
@@ -76,6 +75,42 @@ class StepLoop:
             optimizer.apply_gradients(zip(grads, net.trainable_variables))
             hits = tf.reduce_sum(tf.cast(tf.equal(
                 tf.argmax(outs[0], -1, output_type=tf.int32), y), tf.float32))
+            return loss, hits
+        return step
+
+    def _compiled_replica_step(self, global_batch, aux_weight):
+        """The step with its forward and backward pass XLA-compiled. The compiled function
+        takes the variables' values as arguments (``stateless_call``) and returns the
+        gradients and the new BatchNormalization and RNG state: under MirroredStrategy, a
+        compiled function that reads replica 1's variables itself runs on CPU:0/GPU:0 and
+        fails ("Trying to access resource .../replica_1 located in device CPU:1")."""
+        net, optimizer, replicas = self.net, self.optimizer, self.replicas
+
+        @tf.function(jit_compile=True)
+        def forward_backward(trainable, state, x, y, scale):
+            with tf.GradientTape() as tape:
+                tape.watch(trainable)
+                outs, state, losses = net.stateless_call(trainable, state, x, training=True,
+                                                         return_losses=True)
+                outs = outs if isinstance(outs, (list, tuple)) else [outs]
+                loss = total_loss(y, outs, aux_weight, global_batch)
+                if losses:
+                    loss += tf.add_n(losses) / replicas
+                scaled = loss * scale
+            grads = tape.gradient(scaled, trainable)
+            hits = tf.reduce_sum(tf.cast(tf.equal(
+                tf.argmax(outs[0], -1, output_type=tf.int32), y), tf.float32))
+            return loss, hits, grads, state
+
+        def step(x, y):
+            scale = tf.identity(optimizer.dynamic_scale) if hasattr(optimizer, "dynamic_scale") \
+                else tf.constant(1.0)
+            loss, hits, grads, state = forward_backward(
+                [tf.identity(v.value) for v in net.trainable_variables],
+                [tf.identity(v.value) for v in net.non_trainable_variables], x, y, scale)
+            for v, value in zip(net.non_trainable_variables, state):
+                v.assign(value)
+            optimizer.apply_gradients(zip(grads, net.trainable_variables))
             return loss, hits
         return step
 

@@ -5,6 +5,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from .precision import LossScaleOptimizer
+
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
@@ -128,8 +130,8 @@ def plateau_update(recipe, state, val_acc):
 
 
 def make_optimizer(recipe, learning_rate, loss_scale=False):
-    """The recipe's optimizer (weight decay on kernels only), wrapped in a
-    ``LossScaleOptimizer`` for float16."""
+    """The recipe's optimizer (weight decay on kernels only), wrapped in a loss-scaling
+    optimizer (:class:`precision.LossScaleOptimizer`) for float16."""
     if recipe.optimizer == "sgd":
         opt = keras.optimizers.SGD(learning_rate, momentum=recipe.momentum,
                                    weight_decay=recipe.weight_decay or None)
@@ -141,4 +143,4 @@ def make_optimizer(recipe, learning_rate, loss_scale=False):
     if recipe.weight_decay:  # decay the kernels, not biases or normalization parameters
         opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "expand_bias",
                                                  "reduce_bias"])
-    return keras.optimizers.LossScaleOptimizer(opt) if loss_scale else opt
+    return LossScaleOptimizer(opt) if loss_scale else opt

@@ -20,7 +20,8 @@ from ..weights import preprocessing_of, weights_info
 from . import checkpoints as ckpt_lib, outputs
 from .loop import StepLoop
 from .recipes import RECIPES, get_recipe, make_optimizer, plateau_update, schedule
-from .strategy import make_strategy, precision, strategy_name, worker_role
+from .precision import precision as policy_scope, resolve_precision
+from .strategy import make_strategy, strategy_name, worker_role
 
 
 class TrainingDiverged(RuntimeError):
@@ -49,7 +50,7 @@ EVAL_BATCH = 64
 
 
 def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, recipe=None,
-          strategy="auto", mixed_precision=False, jit=False, output="runs/train",
+          strategy="auto", precision="float32", jit=False, output="runs/train",
           image_size=None, seed=0, lr=None, checkpoint_every=20, cpu_replicas=None,
           data_dir=None, augment=None, verbose=1, model_kwargs=None, data=None,
           build_model=None, deterministic=False, preprocessing=None, overwrite=False,
@@ -66,11 +67,12 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     cropped. ``preprocessing`` defaults to that of the pretrained weights the model was built
     with (``model_kwargs={"weights": "imagenet"}``), else "torch". ``initial_epoch`` and
     ``callbacks`` (Keras callbacks, told each epoch's logs) serve keras-tuner.
-    ``steps_per_execution`` steps run per ``tf.function`` call. ``mixed_precision="auto"``
-    mixes where that is faster (:func:`strategy.fast_precision`). ``epochs``, ``batch_size``,
-    ``augment`` and ``warmup_epochs`` override the recipe's. ``recipe`` defaults to "digits"
-    (ResNet's recipe sized for 1,078 small images: 8 epochs at batch 64) for the embedded
-    digits, else "resnet".
+    ``steps_per_execution`` steps run per ``tf.function`` call. ``precision`` is one of
+    ``precision.PRECISIONS`` ("auto": mixed where that is faster, :func:`fast_precision`);
+    under mixed_float16 the summary reports the final ``loss_scale``. ``epochs``,
+    ``batch_size``, ``augment`` and ``warmup_epochs`` override the recipe's. ``recipe``
+    defaults to "digits" (ResNet's recipe sized for 1,078 small images: 8 epochs at batch
+    64) for the embedded digits, else "resnet".
     """
     if recipe is None:
         recipe = "digits" if data is None and dataset == "digits" else "resnet"
@@ -89,6 +91,7 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     if preprocessing is not None and preprocessing not in data_lib.MODES:
         raise ValueError(f"unknown preprocessing {preprocessing!r}; allowed: "
                          f"{', '.join(data_lib.MODES)}")
+    policy = resolve_precision(precision)
     info = model_info(model) if build_model is None else None
     image_size = image_size or (info.default_size if info and info.dataset == "cifar" else 32)
     if info and image_size < info.min_size:
@@ -111,7 +114,7 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     if deterministic:  # bitwise-reproducible kernels: resumed and uninterrupted runs agree
         tf.config.experimental.enable_op_determinism()
 
-    with precision(mixed_precision) as policy, strat.scope():
+    with policy_scope(policy), strat.scope():
         shape = (image_size, image_size, 3)
         net = build_model(data.num_classes, shape) if build_model else resolve(
             info.name, (model_kwargs or {}).get("weights")).build(
@@ -306,6 +309,8 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
         "precision": settings["precision"], "jit": bool(jit), "params": net.count_params(),
         "weights_checksum": float(sum(np.abs(v.numpy()).sum() for v in net.weights)),
     }
+    if hasattr(optimizer, "dynamic_scale"):  # float16: how far the loss scale had to fall
+        summary["loss_scale"] = float(optimizer.dynamic_scale.numpy())
     if chief:
         outputs.save_model(net, output)
         outputs.plot_history(history, os.path.join(output, "curves.png"))
