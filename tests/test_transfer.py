@@ -79,6 +79,15 @@ def test_fine_tune_two_phases_and_lower_lr(tmp_path):
     with pytest.raises(kc.training.RunMismatch, match="recipe.epochs: 1 in the checkpoint, 2"):
         transfer.fine_tune(str(tmp_path / "pre" / "model.keras"), data=target, regime="large",
                            epochs=2, lr=1e-2, batch_size=10, output=str(tmp_path / "ft"))
+    # --precision: the float32 backbone is rebuilt under the policy, the new head in float32
+    mixed = transfer.fine_tune(str(tmp_path / "pre" / "model.keras"), data=target,
+                               regime="small", epochs=1, lr=1e-2, batch_size=10,
+                               output=str(tmp_path / "ft16"), precision="mixed_bfloat16")
+    model = mixed["model_object"]
+    backbone = next(l for l in model.layers if isinstance(l, keras.Model))
+    convs = [l for l in backbone.layers if isinstance(l, keras.layers.Conv2D)]
+    assert {l.compute_dtype for l in convs} == {"bfloat16"}
+    assert model.output.dtype == "float32" and np.isfinite(mixed["test_accuracy"])
 
 
 def test_bad_input(tmp_path):
