@@ -27,12 +27,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_classics as kc  # noqa: E402
-from timing import interleaved, peak, speedup  # noqa: E402
+from timing import KERAS_APPS, interleaved, peak, speedup  # noqa: E402
+import where_time_goes as w  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")  # many tf.functions by design: no retracing warnings
 
-KERAS_APPS = {"vgg16": keras.applications.VGG16, "resnet50": keras.applications.ResNet50,
-              "densenet121": keras.applications.DenseNet121}
 TARGET_OURS, TARGET_FAST, TARGET_AGREE = 1.0, 2.5, 0.99
 
 
@@ -356,7 +355,6 @@ def main(argv=None):
         print("bf16 path in an inference-only process ...", file=sys.stderr, flush=True)
         report["frozen_weights"] = frozen_weights_run("resnet50", size, batch, rounds)
         print("profile ...", file=sys.stderr, flush=True)
-        import where_time_goes as w
         profiles = [w.profile("resnet50", v, batch, size) for v in ("keras", "bf16_folded")]
         report["profile_model"] = "resnet50"
         report["profile_raw"] = profiles

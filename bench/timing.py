@@ -1,11 +1,16 @@
-"""Timing helpers shared by the benchmarks: interleaved rounds, paired ratios, the machine's
-peak rate. Benchmarks report ratios measured side by side in one run; nothing here asserts a
+"""What the benchmarks share: the keras.applications twins of the benchmarked models,
+interleaved rounds, paired ratios, the machine's peak rate. Benchmarks report ratios measured side by side in one run; nothing here asserts a
 speed."""
 import statistics
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
+
+# the models benchmarked against their keras.applications twin
+KERAS_APPS = {"vgg16": keras.applications.VGG16, "resnet50": keras.applications.ResNet50,
+              "densenet121": keras.applications.DenseNet121}
 
 
 def interleaved(fns, rounds, calls=1, before=None):
@@ -74,5 +79,5 @@ def _once(fn):
     """Seconds for one ``fn()``, waited for through a single element of its result (copying
     the whole result to the host would count a GPU's transfer as compute)."""
     t = time.perf_counter()
-    np.asarray(fn()[(0,) * 2])
+    fn()[0, 0].numpy()
     return time.perf_counter() - t

@@ -30,7 +30,7 @@ def build(model, variant, size):
 
     shape = (size, size, 3)
     if variant == "keras":
-        from run import KERAS_APPS
+        from timing import KERAS_APPS
         return KERAS_APPS[model](weights=None, input_shape=shape)
     ours = kc.get_model(model, input_shape=shape)
     if variant == "ours":

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from .weights import assign_by_name
+from .assign import assign_by_name
 
 BN_PARTS = ("weight", "bias", "running_mean", "running_var")
 

@@ -38,30 +38,6 @@ def saved_weights(path):
 
 
 @pytest.mark.slow
-def test_digits_reach_95_percent_and_leave_every_output(tmp_path):
-    out = tmp_path / "run"
-    # no recipe, epochs or batch size: the digits defaults (README: 8 epochs at batch 64)
-    result = training.train("resnet18", "digits", output=str(out), verbose=0)
-    summary = result.summary
-    assert summary["recipe"] == "digits" and summary["epochs"] == 8, summary
-    assert summary["batch_size"] == 64, summary
-    assert summary["test_accuracy"] >= 0.95, summary
-    assert summary["strategy"] == "default" and summary["replicas"] == 1
-    rows = list(csv.DictReader((out / "history.csv").open()))
-    assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
-    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
-    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    for split in ("train", "validation"):
-        assert any(f.startswith("events.out.tfevents") for f in os.listdir(out / "logs" / split))
-    saved = json.loads((out / "summary.json").read_text())
-    assert saved["test_accuracy"] == summary["test_accuracy"]
-    assert {"best_val_accuracy", "wall_time_s", "images_per_second", "epochs"} <= set(saved)
-    model = keras.saving.load_model(out / "model.keras")
-    x, y = next(iter(data.digits(32).pipeline("test", 64)))
-    assert (np.asarray(model(x)).argmax(1) == y.numpy()).mean() > 0.9
-
-
-@pytest.mark.slow
 def test_kill_and_resume_gives_the_uninterrupted_weights(tmp_path):
     args = SMALL + ["--deterministic", "--checkpoint-every", "3"]
     ref = run(args + ["--output", str(tmp_path / "ref")])
@@ -110,20 +86,13 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
     assert not list(tmp_path.glob("checkpoints/ckpt-*"))  # nothing bad was saved
 
 
-@pytest.mark.slow
-def test_mirrored_over_two_logical_cpus_with_xla(tmp_path):
-    # --jit compiles the per-replica step: compiling the call around strategy.run failed on
-    # the first step ("Trying to access resource ... replica_1 located in device CPU:1")
-    result = run(SMALL + ["--strategy", "mirrored", "--cpu-replicas", "2", "--jit",
-                          "--output", str(tmp_path)])
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout[result.stdout.index("{"):])
-    assert summary["strategy"] == "MirroredStrategy" and summary["replicas"] == 2
-    assert summary["jit"] and np.isfinite(summary["test_loss"])
+def test_a_batch_the_replicas_cannot_split_is_refused(tmp_path):
+    # two replicas training, with --jit: tests/test_readme.py (the README's command)
     bad = run(SMALL + ["--strategy", "mirrored", "--cpu-replicas", "2", "--batch-size", "33",
                        "--output", str(tmp_path / "bad")])
     assert bad.returncode == 2
     assert "global batch size 33 must be divisible by the 2 replicas" in bad.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 def free_port():
@@ -313,11 +282,11 @@ def test_a_confident_wrong_answer_has_finite_float16_gradients():
 @pytest.mark.slow
 def test_two_replicas_in_float16_train_to_a_finite_loss_and_loss_scale(tmp_path):
     """The CLI path of the two fixes above (float16 is emulated on CPUs, ~10x slower than
-    float32: one epoch here; resnet18 for 2 epochs at batch 32, the issue's command, ended
-    with a loss scale of 8192 and 0.71 test accuracy)."""
-    result = run(SMALL + ["--epochs", "1", "--batch-size", "64", "--strategy", "mirrored",
-                          "--cpu-replicas", "2", "--precision", "mixed_float16", "--output",
-                          str(tmp_path)])
+    float32: one epoch at 8x8 here; resnet18 for 2 epochs at batch 32, the issue's command,
+    ended with a loss scale of 8192 and 0.71 test accuracy)."""
+    result = run(SMALL + ["--epochs", "1", "--batch-size", "64", "--image-size", "8",
+                          "--strategy", "mirrored", "--cpu-replicas", "2", "--precision",
+                          "mixed_float16", "--output", str(tmp_path)])
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout[result.stdout.index("{"):])
     assert summary["precision"] == "mixed_float16" and summary["replicas"] == 2

@@ -8,6 +8,7 @@ import os
 import keras
 
 from ..layers.norm import check_norm
+from ..weights import check_imagenet, load_imagenet, load_weights
 
 WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".keras")
 
@@ -24,8 +25,6 @@ def check_args(model_name, *, include_top, weights, pooling, classes, norm="batc
     if weights is None:
         return
     if weights == "imagenet":
-        from ..weights import check_imagenet
-
         check_imagenet(model_name, weights_key)
         if include_top and classes != 1000:
             raise ValueError(f"{model_name}: weights='imagenet' with include_top=True needs "
@@ -128,8 +127,6 @@ def finalize(inputs, outputs, name, weights, weights_key=None, include_top=True)
     model = keras.Model(inputs, outputs, name=name)
     if weights is None:
         return model
-    from ..weights import load_imagenet, load_weights
-
     try:
         if weights == "imagenet":
             load_imagenet(model, weights_key, include_top=include_top)
