@@ -8,7 +8,7 @@ import os
 import keras
 
 from ..layers.norm import check_norm
-from ..weights import check_imagenet, load_imagenet, load_weights
+from .. import weights as weights_lib
 
 WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".keras")
 
@@ -25,7 +25,7 @@ def check_args(model_name, *, include_top, weights, pooling, classes, norm="batc
     if weights is None:
         return
     if weights == "imagenet":
-        check_imagenet(model_name, weights_key)
+        weights_lib.check_imagenet(model_name, weights_key)
         if include_top and classes != 1000:
             raise ValueError(f"{model_name}: weights='imagenet' with include_top=True needs "
                              f"classes=1000, got {classes}; use include_top=False and add "
@@ -129,9 +129,9 @@ def finalize(inputs, outputs, name, weights, weights_key=None, include_top=True)
         return model
     try:
         if weights == "imagenet":
-            load_imagenet(model, weights_key, include_top=include_top)
+            weights_lib.load_imagenet(model, weights_key, include_top=include_top)
         else:
-            load_weights(model, weights)
+            weights_lib.load_weights(model, weights)
     except ValueError:
         raise
     except Exception as err:
