@@ -4,6 +4,10 @@ import argparse
 import os
 import sys
 
+import tensorflow as tf
+
+from .training.precision import PRECISIONS
+
 
 def _int_at_least(minimum, what):
     def parse(text):
@@ -34,8 +38,6 @@ def positive_float(text):
 
 def add_precision_arguments(parser, default="float32", help_default=None):
     """``--precision`` (training.PRECISIONS) and ``--mixed-precision`` (= ``auto``)."""
-    from .training.precision import PRECISIONS
-
     parser.add_argument("--precision", choices=PRECISIONS, default=default,
                         help="Keras dtype policy; auto: mixed_float16 on GPUs with tensor "
                              "cores, mixed_bfloat16 on CPUs with bfloat16 instructions, else "
@@ -49,8 +51,6 @@ def warn_if_gpus_unused(driver="/proc/driver/nvidia/version"):
     dlopen some GPU libraries": with an NVIDIA driver installed and no GPU visible to
     TensorFlow (and none hidden on purpose with CUDA_VISIBLE_DEVICES), say so on stderr.
     Returns the warning, or None."""
-    import tensorflow as tf
-
     if not os.path.exists(driver) or os.environ.get("CUDA_VISIBLE_DEVICES") is not None \
             or tf.config.list_physical_devices("GPU"):
         return None

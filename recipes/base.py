@@ -20,8 +20,9 @@ class RecipeHyperModel(kt.HyperModel):
     warmup_epochs = None  # None: the training recipe's
     seeds = 2  # each configuration trains once per seed: 0, 1, ...
     # training.PRECISIONS: float32 | mixed_float16 | mixed_bfloat16 | auto (mixed where the
-    # machine has fast 16-bit math: training.fast_precision). float32 by default: the CIFAR-sized nets of most studies
-    # train no faster in mixed bfloat16 on a CPU (239 vs 217 images/s for ResNet-20 here)
+    # machine has fast 16-bit math: training.fast_precision). float32 by default: the
+    # CIFAR-sized nets of most studies train no faster in mixed bfloat16 on a CPU (239 vs 217
+    # images/s for ResNet-20 here)
     precision = "float32"
     max_trials = 4
     budget_params = None  # skip configurations with more trainable parameters

@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from sklearn.datasets import load_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
@@ -174,7 +175,7 @@ def test_analysis_commands(copy):
 @pytest.mark.slow
 def test_training_export_and_finetune_commands(copy):
     # the folder the README's fine-tuning command names, as class subfolders of digit images
-    digits = __import__("sklearn.datasets", fromlist=["load_digits"]).load_digits()
+    digits = load_digits()
     for label in (0, 1, 2):
         folder = copy / "path" / "to" / "class_folders" / f"digit{label}"
         folder.mkdir(parents=True)
