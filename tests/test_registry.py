@@ -49,8 +49,12 @@ def test_unknown_name_lists_close_matches():
 def test_every_resnet_variant_row_has_its_public_builder():
     from keras_classics.models import resnet
 
-    for name, (func, _, what) in resnet.VARIANTS.items():
+    imagenet = [n for n in kc.list_models("resnet") if kc.model_info(n).dataset == "imagenet"]
+    assert len(imagenet) == 21  # ResNet 18-152, v1.5, v2, Wide, ResNeXt, SE
+    for name in imagenet:
+        info = kc.model_info(name)
+        func = info.builder.__name__
         builder = getattr(kc.models, func)
         assert func in kc.models.__all__ and builder is getattr(resnet, func)
-        assert builder.__name__ == func and builder.__doc__.startswith(what)
+        assert builder.__doc__.startswith(info.description)
         assert kc.model_info(name).builder is builder

@@ -7,8 +7,10 @@ import os
 
 import keras
 
+from ..layers import CeilMaxPooling2D, normalize
 from ..layers.norm import check_norm
 from .. import weights as weights_lib
+from ._zoo import MODELS, register
 
 WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".keras")
 
@@ -159,3 +161,63 @@ def min_input_size(path, limit=4096):
         else:
             return size
     raise ValueError("no input size up to %d fits this model" % limit)
+
+
+# Arguments that change no weight: a named variant called with them keeps its ImageNet weights.
+WEIGHTLESS = frozenset({"dropout"})
+
+
+def variant(func_name, base, model_name, what, paper, *, classes=1000, dataset="imagenet",
+            default_size=224, min_size=32, alias=None, **spec):
+    """The named builder of one row of a family's table (``ResNet50``: ``ResNet(depth=50,
+    ...)``) with keras.applications' signature, registered as ``model_name``: the one place a
+    variant is declared. ``weights="imagenet"`` means ``model_name``'s weights unless the call
+    changes the topology (an argument beyond the signature other than ``dropout``).
+    ``alias=(other, {arg: value})``: a call with one of those arguments builds the registered
+    variant ``other`` (``VGG16(batch_norm=True)`` is ``vgg16_bn``, with its name and weights)."""
+    def builder(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                pooling=None, classes=classes, classifier_activation="softmax",
+                name=model_name, **kwargs):
+        signature = dict(include_top=include_top, weights=weights, input_tensor=input_tensor,
+                         input_shape=input_shape, pooling=pooling, classes=classes,
+                         classifier_activation=classifier_activation)
+        if alias and any(kwargs.get(k, object()) == v for k, v in alias[1].items()):
+            other = {k: v for k, v in kwargs.items() if k not in alias[1]}
+            return MODELS[alias[0]].build(**signature, **other,
+                                          **({} if name == model_name else {"name": name}))
+        return base(**{**spec, **kwargs}, **signature, name=name,
+                    weights_key=model_name if set(kwargs) <= WEIGHTLESS else None)
+
+    builder.__name__ = builder.__qualname__ = func_name
+    builder.__module__ = base.__module__
+    builder.__doc__ = f"{what}. Other arguments: see :func:`{base.__name__}`."
+    return register(model_name, builder, paper, dataset=dataset, default_size=default_size,
+                    min_size=min_size, description=what)
+
+
+def stem_7x7(x, filters, norm, epsilon, use_bias=False, act=True, pool="pad",
+             pool_name="pool1_pool"):
+    """The ImageNet ResNet/DenseNet stem in keras.applications' names: 7×7/2 conv
+    (``conv1_conv``), norm and ReLU unless ``act=False`` (pre-activation nets), 3×3/2 max pool
+    padded by one (``pool="pad"``) or Caffe's unpadded ceil-mode pool (``"ceil"``)."""
+    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
+    x = keras.layers.Conv2D(filters, 7, strides=2, use_bias=use_bias or norm is None,
+                            name="conv1_conv")(x)
+    if act:
+        x = normalize(x, norm, "conv1", epsilon=epsilon)
+        x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    if pool == "pad":
+        x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        return keras.layers.MaxPooling2D(3, strides=2, name=pool_name)(x)
+    return CeilMaxPooling2D(3, strides=2, name=pool_name)(x)
+
+
+def fc_classifier(x, fc, dropout, classes, classifier_activation, first=1):
+    """Flatten, hidden FCs with ReLU (``fc{first}``, ...) each followed by dropout, then the
+    classifier: the top of AlexNet, ZFNet and VGG."""
+    x = keras.layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(fc, start=first):
+        x = keras.layers.Dense(units, activation="relu", name=f"fc{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
+    return classifier(x, classes, classifier_activation)

@@ -6,10 +6,20 @@ Both are five convolutions and three fully connected layers; a variant is a tabl
 """
 import keras
 
+
 from ..layers import LocalResponseNormalization, conv_norm_act
-from ._common import (check_args, classifier, finalize, min_input_size, model_input,
+from ._common import (check_args, fc_classifier, finalize, min_input_size, model_input,
                       pool_features)
+from ._zoo import register
 from ..weights import register_weights, torchvision_weights
+
+__all__ = ["AlexNet", "AlexNetOWT", "ZFNet"]  # the public builders
+
+ALEXNET = ("Krizhevsky, Sutskever & Hinton, ImageNet Classification with Deep Convolutional "
+           "Neural Networks, NIPS 2012")
+ALEXNET_OWT = ("Krizhevsky, One weird trick for parallelizing convolutional neural networks, "
+               "arXiv:1404.5997, 2014")
+ZFNET = "Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014"
 
 # Pretrained weights: torchvision's, for the "one weird trick" topology only.
 register_weights(torchvision_weights("alexnet_owt", "alexnet-owt-7be5be79.pth", "alexnet", 56.522),
@@ -89,12 +99,7 @@ def build(model_name, ops, *, default_size, groups=1, lrn=True, fc=(4096, 4096),
             x = keras.layers.MaxPooling2D(3, strides=2, padding="valid" if op[2] == "valid"
                                           else "same", name=op[1])(x)
     if include_top:
-        x = keras.layers.Flatten(name="flatten")(x)
-        for i, units in enumerate(fc, start=6):
-            x = keras.layers.Dense(units, activation="relu", name=f"fc{i}")(x)
-            if dropout:
-                x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-        x = classifier(x, classes, classifier_activation)
+        x = fc_classifier(x, fc, dropout, classes, classifier_activation, first=6)
     else:
         x = pool_features(x, pooling)
     return finalize(inputs, x, name or model_name, weights, weights_key, include_top)
@@ -102,7 +107,7 @@ def build(model_name, ops, *, default_size, groups=1, lrn=True, fc=(4096, 4096),
 
 def AlexNet(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
             classes=1000, classifier_activation="softmax", name="alexnet", groups=2, lrn=True,
-            dropout=0.5, norm=None):
+            dropout=0.5, norm=None, weights_key="alexnet"):
     """AlexNet as in the 2012 paper: 96-256-384-384-256 convs, LRN (n=5, k=2, α=1e-4, β=0.75)
     after conv1/conv2, overlapping 3×3/2 max pools, two 4096 FCs with dropout 0.5.
 
@@ -116,12 +121,12 @@ def AlexNet(include_top=True, weights=None, input_tensor=None, input_shape=None,
                  dropout=dropout, norm=norm, include_top=include_top, weights=weights,
                  input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
                  classes=classes, classifier_activation=classifier_activation, name=name,
-                 weights_key="alexnet")
+                 weights_key=weights_key)
 
 
 def AlexNetOWT(include_top=True, weights=None, input_tensor=None, input_shape=None,
                pooling=None, classes=1000, classifier_activation="softmax",
-               name="alexnet_owt", dropout=0.5, norm=None):
+               name="alexnet_owt", dropout=0.5, norm=None, weights_key="alexnet_owt"):
     """torchvision's ``alexnet``: the "one weird trick" single-tower variant (64-192-384-256-256,
     no LRN, 224×224 input), 61,100,840 parameters. Its adaptive 6×6 average pool is the identity
     at 224×224 and is left out."""
@@ -129,12 +134,13 @@ def AlexNetOWT(include_top=True, weights=None, input_tensor=None, input_shape=No
                  norm=norm, include_top=include_top, weights=weights, input_tensor=input_tensor,
                  input_shape=input_shape, pooling=pooling, classes=classes,
                  classifier_activation=classifier_activation, name=name,
-                 weights_key="alexnet_owt")
+                 weights_key=weights_key)
 
 
 def ZFNet(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
           classes=1000, classifier_activation="softmax", name="zfnet", conv1_kernel=7,
-          conv1_stride=2, widths=(384, 384, 256), lrn=True, dropout=0.5, norm=None):
+          conv1_stride=2, widths=(384, 384, 256), lrn=True, dropout=0.5, norm=None,
+          weights_key="zfnet"):
     """ZFNet (Zeiler & Fergus 2014): AlexNet with a 7×7/2 conv1, stride-2 conv2 and one tower.
 
     The arguments are the paper's hyperparameter changes, so a tuner can sweep them:
@@ -146,4 +152,9 @@ def ZFNet(include_top=True, weights=None, input_tensor=None, input_shape=None, p
                  default_size=224, lrn=lrn, dropout=dropout, norm=norm, include_top=include_top,
                  weights=weights, input_tensor=input_tensor, input_shape=input_shape,
                  pooling=pooling, classes=classes, classifier_activation=classifier_activation,
-                 name=name, weights_key="zfnet")
+                 name=name, weights_key=weights_key)
+
+
+register("alexnet", AlexNet, ALEXNET, default_size=227, min_size=ops_min_size(alexnet_ops()))
+register("alexnet_owt", AlexNetOWT, ALEXNET_OWT, min_size=ops_min_size(alexnet_owt_ops()))
+register("zfnet", ZFNet, ZFNET, min_size=ops_min_size(zfnet_ops()))

@@ -6,9 +6,18 @@ Layer names are keras.applications' (``conv1_conv``, ``conv2_block1_0_bn``, ``po
 """
 import keras
 
+
 from ..layers import dense_block, normalize, transition_block
-from ._common import check_args, finalize, gap_classifier, model_input, pool_features
+from ._common import (check_args, finalize, gap_classifier, model_input, pool_features,
+                      stem_7x7, variant)
+from ._zoo import register_pattern
 from ..weights import keras_weights, register_weights, torchvision_weights
+
+__all__ = ["DenseNet", "DenseNetBC", "DenseNet121", "DenseNet161", "DenseNet169",
+           "DenseNet201", "DenseNet264"]  # the public builders
+
+PAPER = ("Huang, Liu, van der Maaten & Weinberger, Densely Connected Convolutional Networks, "
+         "CVPR 2017")
 
 # depth -> (growth rate k, layers per dense block, initial features): Table 1 and section 4.
 SPECS = {
@@ -51,7 +60,7 @@ def _body(x, blocks, growth_rate, compression, norm, epsilon, bottleneck=True, d
 def DenseNet(depth=121, include_top=True, weights=None, input_tensor=None, input_shape=None,
              pooling=None, classes=1000, classifier_activation="softmax", name=None,
              growth_rate=None, blocks=None, init_features=None, compression=0.5,
-             norm="batch", epsilon=1.001e-5):
+             norm="batch", epsilon=1.001e-5, weights_key=None):
     """ImageNet DenseNet-BC: 7×7/2 conv, 3×3/2 max pool, four dense blocks (bottleneck
     layers of 4k channels) and compression-0.5 transitions. ``depth`` picks a row of
     :data:`SPECS` (121, 161, 169, 201, 264); ``growth_rate``, ``blocks``, ``init_features``
@@ -62,20 +71,13 @@ def DenseNet(depth=121, include_top=True, weights=None, input_tensor=None, input
         raise ValueError(f"{model_name}: depth must be one of {sorted(SPECS)} (or give "
                          f"growth_rate, blocks and init_features), got {depth!r}")
     k, nblocks, init = SPECS.get(depth, (None, None, None))
-    custom = growth_rate or blocks or init_features or compression != 0.5
     k, nblocks, init = growth_rate or k, tuple(blocks or nblocks), init_features or init
-    weights_key = None if custom or norm != "batch" else f"densenet{depth}"
     check_args(model_name, include_top=include_top, weights=weights, pooling=pooling,
                classes=classes, norm=norm, weights_key=weights_key)
     inputs, x = model_input(model_name, input_tensor=input_tensor, input_shape=input_shape,
                             default_size=224, min_size=32, include_top=include_top,
                             weights=weights)
-    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
-    x = keras.layers.Conv2D(init, 7, strides=2, use_bias=norm is None, name="conv1_conv")(x)
-    x = normalize(x, norm, "conv1", epsilon=epsilon)
-    x = keras.layers.Activation("relu", name="conv1_relu")(x)
-    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    x = stem_7x7(x, init, norm, epsilon, pool_name="pool1")
     x = _body(x, nblocks, k, compression, norm, epsilon)
     x = gap_classifier(x, classes, classifier_activation) if include_top else \
         pool_features(x, pooling)
@@ -85,7 +87,7 @@ def DenseNet(depth=121, include_top=True, weights=None, input_tensor=None, input
 def DenseNetBC(depth=100, growth_rate=12, include_top=True, weights=None, input_tensor=None,
                input_shape=None, pooling=None, classes=10, classifier_activation="softmax",
                name=None, compression=0.5, bottleneck=True, dropout=0.0, norm="batch",
-               epsilon=1e-5):
+               epsilon=1e-5, weights_key=None):
     """CIFAR DenseNet-BC (L=``depth``, k=``growth_rate``): a 3×3 conv to 2k channels, three
     dense blocks of (L-4)/6 bottleneck layers at 32, 16 and 8 pixels, compression 0.5.
     L=100, k=12 has 0.8 M parameters; L=250, k=24 15.3 M; L=190, k=40 25.6 M (Table 2).
@@ -98,7 +100,7 @@ def DenseNetBC(depth=100, growth_rate=12, include_top=True, weights=None, input_
     if not isinstance(growth_rate, int) or growth_rate < 1:
         raise ValueError(f"{model_name}: growth_rate must be a positive int, got {growth_rate!r}")
     check_args(model_name, include_top=include_top, weights=weights, pooling=pooling,
-               classes=classes, norm=norm)
+               classes=classes, norm=norm, weights_key=weights_key)
     inputs, x = model_input(model_name, input_tensor=input_tensor, input_shape=input_shape,
                             default_size=32, min_size=4, include_top=include_top,
                             weights=weights)
@@ -109,24 +111,21 @@ def DenseNetBC(depth=100, growth_rate=12, include_top=True, weights=None, input_
               dropout=dropout)
     x = gap_classifier(x, classes, classifier_activation) if include_top else \
         pool_features(x, pooling)
-    return finalize(inputs, x, model_name, weights, include_top=include_top)
+    return finalize(inputs, x, model_name, weights, weights_key, include_top)
 
 
-def _depth_builder(depth):
-    def builder(include_top=True, weights=None, input_tensor=None, input_shape=None,
-                pooling=None, classes=1000, classifier_activation="softmax", name=None,
-                **kwargs):
-        return DenseNet(depth, include_top=include_top, weights=weights,
-                        input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
-                        classes=classes, classifier_activation=classifier_activation,
-                        name=name, **kwargs)
-
+def _what(depth):
     k, blocks, init = SPECS[depth]
-    builder.__name__ = builder.__qualname__ = f"DenseNet{depth}"
-    builder.__doc__ = (f"DenseNet-{depth}: growth rate {k}, blocks {blocks}, {init} initial "
-                       "features. Other arguments: see :func:`DenseNet`.")
-    return builder
+    return f"DenseNet-{depth}: growth rate {k}, blocks {blocks}, {init} initial features"
 
 
-DenseNet121, DenseNet161, DenseNet169, DenseNet201, DenseNet264 = (
-    _depth_builder(d) for d in (121, 161, 169, 201, 264))
+DenseNet121 = variant("DenseNet121", DenseNet, "densenet121", _what(121), PAPER, depth=121)
+DenseNet161 = variant("DenseNet161", DenseNet, "densenet161", _what(161), PAPER, depth=161)
+DenseNet169 = variant("DenseNet169", DenseNet, "densenet169", _what(169), PAPER, depth=169)
+DenseNet201 = variant("DenseNet201", DenseNet, "densenet201", _what(201), PAPER, depth=201)
+DenseNet264 = variant("DenseNet264", DenseNet, "densenet264", _what(264), PAPER, depth=264)
+register_pattern(r"densenet_bc_(\d+)_(\d+)", ("densenet_bc_100_12", "densenet_bc_190_40",
+                                               "densenet_bc_250_24"),
+                 DenseNetBC, PAPER,
+                 lambda m: {"depth": int(m.group(1)), "growth_rate": int(m.group(2))},
+                 "DenseNet-BC L={0}, k={1} for CIFAR")

@@ -1,11 +1,17 @@
 """GoogLeNet (Szegedy et al., "Going Deeper with Convolutions", CVPR 2015): Table 1 as a table."""
 import keras
 
+
 from ..layers.pooling import ceil_pool_size
 from ..layers import CeilMaxPooling2D, LocalResponseNormalization, conv_norm_act, inception_module
 from ._common import (check_args, classifier, finalize, gap_classifier, model_input,
-                      pool_features)
+                      pool_features, variant)
+from ._zoo import register
 from ..weights import register_weights, torchvision_weights
+
+__all__ = ["GoogLeNet"]  # the public builders
+
+PAPER = "Szegedy et al., Going Deeper with Convolutions, CVPR 2015"
 
 # (name, (#1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj)) or a 3×3/2 max pool name.
 INCEPTIONS = [
@@ -58,7 +64,7 @@ def _aux_head(x, name, classes, classifier_activation, norm, use_bias, epsilon):
 def GoogLeNet(include_top=True, weights=None, input_tensor=None, input_shape=None,
               pooling=None, classes=1000, classifier_activation="softmax", name="googlenet",
               aux_logits=False, lrn=True, norm=None, five_kernel=5, dropout=0.4,
-              use_bias=None, epsilon=1e-3, last_pool=3):
+              use_bias=None, epsilon=1e-3, last_pool=3, weights_key="googlenet"):
     """GoogLeNet as in the paper: 7×7/2 stem with LRN, nine Inception modules, global average
     pool, dropout 0.4 and a single FC (no hidden FC layers).
 
@@ -68,11 +74,10 @@ def GoogLeNet(include_top=True, weights=None, input_tensor=None, input_shape=Non
     torchvision's ``googlenet`` is ``norm="batch", lrn=False, five_kernel=3, dropout=0.2,
     last_pool=2`` (its max pool before 5a is 2×2/2, not the paper's 3×3/2; registered as
     ``googlenet_bn``, the topology of its ImageNet weights). Convs have biases unless followed
-    by a norm.
+    by a norm. ``weights_key`` names the registered variant whose ImageNet weights
+    ``weights="imagenet"`` means (``googlenet_bn`` passes its own).
     """
     model_name = name
-    torchvision = (norm, lrn, five_kernel, last_pool) == ("batch", False, 3, 2)
-    weights_key = "googlenet_bn" if torchvision else "googlenet"
     check_args(model_name, include_top=include_top, weights=weights, pooling=pooling,
                classes=classes, norm=norm, weights_key=weights_key)
     if aux_logits and not include_top:
@@ -120,3 +125,9 @@ def GoogLeNet(include_top=True, weights=None, input_tensor=None, input_shape=Non
     else:
         outputs = pool_features(x, pooling)
     return finalize(inputs, outputs, model_name, weights, weights_key, include_top)
+
+
+register("googlenet", GoogLeNet, PAPER)
+variant("GoogLeNetBN", GoogLeNet, "googlenet_bn",
+        "torchvision's GoogLeNet: BN after every conv, 3x3 in the '5x5' branch, no LRN, 2x2 pool "
+        "before 5a", PAPER, norm="batch", lrn=False, five_kernel=3, dropout=0.2, last_pool=2)

@@ -7,14 +7,25 @@ keras.applications' ``ResNet(stack_fn, preact, use_bias)``).
 - ResNeXt: Xie et al., "Aggregated Residual Transformations for Deep Neural Networks", CVPR 2017.
 - SE-ResNet/SE-ResNeXt: Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018.
 
-A variant is a row of :data:`VARIANTS` (ImageNet, 224×224) or :data:`CIFAR_VARIANTS` (32×32).
+A variant is one :func:`~keras_classics.models._common.variant` line at the end (ImageNet,
+224×224) or a registered name pattern (CIFAR, 32×32).
 Layer names are keras.applications' (stem ``conv1_conv``, stages ``conv2``..``conv5``, blocks
 ``conv{stage}_block{i}``, ``post_bn``, ``avg_pool``, ``predictions``).
 """
-from ..layers import CeilMaxPooling2D, basic_block, bottleneck_block, normalize
-from ._common import check_args, finalize, gap_classifier, model_input, pool_features
-from ..weights import keras_weights, register_weights, timm_weights, torchvision_weights
 import keras
+
+
+from ..layers import basic_block, bottleneck_block, normalize
+from ._common import (check_args, finalize, gap_classifier, model_input, pool_features,
+                      stem_7x7, variant)
+from ._zoo import register_pattern
+from ..weights import keras_weights, register_weights, timm_weights, torchvision_weights
+
+__all__ = ["ResNet", "CifarResNet", "WideResNet", "ResNet18", "ResNet34", "ResNet50",
+           "ResNet101", "ResNet152", "ResNet50V1_5", "ResNet101V1_5", "ResNet152V1_5", "ResNet50V2",
+           "ResNet101V2", "ResNet152V2", "WideResNet50_2", "WideResNet101_2", "ResNeXt50_32x4d",
+           "ResNeXt101_32x8d", "ResNeXt101_64x4d", "SEResNet50", "SEResNet101", "SEResNet152",
+           "SEResNeXt50_32x4d", "SEResNeXt101_32x4d", "PreActResNet164", "PreActResNet1001"]  # the public builders
 
 # depth -> (block, blocks per stage): Table 1 of the ResNet paper.
 DEPTHS = {
@@ -27,55 +38,12 @@ DEPTHS = {
 }
 BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
 
-_V1_KERAS = "conv biases before every BN and the stride in the first 1x1 (keras.applications)"
-_V15 = "no conv biases, stride in the 3x3 (torchvision's \"v1.5\")"
-# name -> (builder function name, ResNet() arguments, what it is)
-VARIANTS = {
-    "resnet18": ("ResNet18", dict(depth=18, use_bias=False), "ResNet-18, no conv biases"),
-    "resnet34": ("ResNet34", dict(depth=34, use_bias=False), "ResNet-34, no conv biases"),
-    "resnet50": ("ResNet50", dict(depth=50, use_bias=True, stride_in="1x1"),
-                 "ResNet-50 as in the paper, " + _V1_KERAS),
-    "resnet101": ("ResNet101", dict(depth=101, use_bias=True, stride_in="1x1"),
-                  "ResNet-101 as in the paper, " + _V1_KERAS),
-    "resnet152": ("ResNet152", dict(depth=152, use_bias=True, stride_in="1x1"),
-                  "ResNet-152 as in the paper, " + _V1_KERAS),
-    "resnet50_v1_5": ("ResNet50V1_5", dict(depth=50), "ResNet-50, " + _V15),
-    "resnet101_v1_5": ("ResNet101V1_5", dict(depth=101), "ResNet-101, " + _V15),
-    "resnet152_v1_5": ("ResNet152V1_5", dict(depth=152), "ResNet-152, " + _V15),
-    "resnet50_v2": ("ResNet50V2", dict(depth=50, preact=True, use_bias=True),
-                    "pre-activation ResNet-50 as keras.applications' ResNet50V2"),
-    "resnet101_v2": ("ResNet101V2", dict(depth=101, preact=True, use_bias=True),
-                     "pre-activation ResNet-101 as keras.applications' ResNet101V2"),
-    "resnet152_v2": ("ResNet152V2", dict(depth=152, preact=True, use_bias=True),
-                     "pre-activation ResNet-152 as keras.applications' ResNet152V2"),
-    "wide_resnet50_2": ("WideResNet50_2", dict(depth=50, base_width=128),
-                        "Wide ResNet-50-2: bottleneck width doubled, " + _V15),
-    "wide_resnet101_2": ("WideResNet101_2", dict(depth=101, base_width=128),
-                         "Wide ResNet-101-2: bottleneck width doubled, " + _V15),
-    "resnext50_32x4d": ("ResNeXt50_32x4d", dict(depth=50, groups=32, base_width=4),
-                        "ResNeXt-50 (32x4d), " + _V15 + " as in the ResNeXt paper"),
-    "resnext101_32x8d": ("ResNeXt101_32x8d", dict(depth=101, groups=32, base_width=8),
-                         "ResNeXt-101 (32x8d), " + _V15),
-    "resnext101_64x4d": ("ResNeXt101_64x4d", dict(depth=101, groups=64, base_width=4),
-                         "ResNeXt-101 (64x4d), " + _V15),
-    "se_resnet50": ("SEResNet50", dict(depth=50, se_ratio=16, stride_in="1x1", stem_pool="ceil"),
-                    "SE-ResNet-50 (r=16) as the SENet paper's Caffe models: stride in the first "
-                    "1x1, ceil-mode stem pool"),
-    "se_resnet101": ("SEResNet101", dict(depth=101, se_ratio=16, stride_in="1x1",
-                                            stem_pool="ceil"),
-                     "SE-ResNet-101 (r=16) as the SENet paper's Caffe models"),
-    "se_resnet152": ("SEResNet152", dict(depth=152, se_ratio=16, stride_in="1x1",
-                                            stem_pool="ceil"),
-                     "SE-ResNet-152 (r=16) as the SENet paper's Caffe models"),
-    "se_resnext50_32x4d": ("SEResNeXt50_32x4d",
-                           dict(depth=50, groups=32, base_width=4, se_ratio=16,
-                                stem_pool="ceil"),
-                           "SE-ResNeXt-50 (32x4d, r=16) as the SENet paper's Caffe models"),
-    "se_resnext101_32x4d": ("SEResNeXt101_32x4d",
-                            dict(depth=101, groups=32, base_width=4, se_ratio=16,
-                                 stem_pool="ceil"),
-                            "SE-ResNeXt-101 (32x4d, r=16) as the SENet paper's Caffe models"),
-}
+RESNET = "He, Zhang, Ren & Sun, Deep Residual Learning for Image Recognition, CVPR 2016"
+PREACT = "He, Zhang, Ren & Sun, Identity Mappings in Deep Residual Networks, ECCV 2016"
+WRN = "Zagoruyko & Komodakis, Wide Residual Networks, BMVC 2016"
+RESNEXT = ("Xie, Girshick, Dollar, Tu & He, Aggregated Residual Transformations for Deep "
+           "Neural Networks, CVPR 2017")
+SENET = "Hu, Shen & Sun, Squeeze-and-Excitation Networks, CVPR 2018"
 
 # Pretrained weights. Keras' published files (keras.applications' md5s): ResNet v1 from the
 # authors' Caffe models ("caffe" preprocessing), ResNetV2 trained by Keras ("tf"; Keras
@@ -145,8 +113,8 @@ def ResNet(depth=50, include_top=True, weights=None, input_tensor=None, input_sh
     max pool by one pixel (Keras, torchvision); ``"ceil"`` pools without padding, rounding up
     (Caffe, the SENet models): at even sizes the same map as Keras "same" pooling, at odd
     sizes one row and column more (:class:`~keras_classics.layers.CeilMaxPooling2D`).
-    ``weights_key`` names the registry entry whose ImageNet weights ``weights="imagenet"``
-    loads; the named builders (``ResNet50`` ...) set it.
+    ``weights_key`` names the registered variant whose ImageNet weights ``weights="imagenet"``
+    loads; the named builders (``ResNet50`` ...) pass their name.
     """
     model_name = name or f"resnet{depth}"
     if depth not in DEPTHS:
@@ -162,17 +130,8 @@ def ResNet(depth=50, include_top=True, weights=None, input_tensor=None, input_sh
     inputs, x = model_input(model_name, input_tensor=input_tensor, input_shape=input_shape,
                             default_size=224, min_size=32, include_top=include_top,
                             weights=weights)
-    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
-    x = keras.layers.Conv2D(64, 7, strides=2, use_bias=use_bias or norm is None,
-                            name="conv1_conv")(x)
-    if not preact:
-        x = normalize(x, norm, "conv1", epsilon=epsilon)
-        x = keras.layers.Activation("relu", name="conv1_relu")(x)
-    if stem_pool == "pad":
-        x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
-        x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-    else:  # the SENet Caffe models: no padding, output size rounded up
-        x = CeilMaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    # "ceil": the SENet Caffe models' pool, no padding, output size rounded up
+    x = stem_7x7(x, 64, norm, epsilon, use_bias=use_bias, act=not preact, pool=stem_pool)
     kwargs = dict(preact=preact, se_ratio=se_ratio, norm=norm, use_bias=use_bias,
                   epsilon=epsilon)
     if kind == "bottleneck":
@@ -191,7 +150,7 @@ def ResNet(depth=50, include_top=True, weights=None, input_tensor=None, input_sh
 def CifarResNet(depth, include_top=True, weights=None, input_tensor=None, input_shape=None,
                 pooling=None, classes=10, classifier_activation="softmax", name=None,
                 block="bottleneck", width=1, dropout=0.0, norm="batch", epsilon=1e-5,
-                version="preact", residual=True, se_ratio=None):
+                version="preact", residual=True, se_ratio=None, weights_key=None):
     """CIFAR ResNets: a 3×3 conv to 16 channels, three stages at 32, 16 and 8 pixels.
 
     ``version="preact"`` ("Identity Mappings"): ``block="bottleneck"`` is ResNet-164/1001,
@@ -223,7 +182,7 @@ def CifarResNet(depth, include_top=True, weights=None, input_tensor=None, input_
         raise ValueError(f"{model_name}: width must be a positive int, got {width!r}")
     n = (depth - offset) // per_block
     check_args(model_name, include_top=include_top, weights=weights, pooling=pooling,
-               classes=classes, norm=norm)
+               classes=classes, norm=norm, weights_key=weights_key)
     inputs, x = model_input(model_name, input_tensor=input_tensor, input_shape=input_shape,
                             default_size=32, min_size=4, include_top=include_top,
                             weights=weights)
@@ -245,67 +204,98 @@ def CifarResNet(depth, include_top=True, weights=None, input_tensor=None, input_
         x = keras.layers.Activation("relu", name="post_relu")(x)
     x = gap_classifier(x, classes, classifier_activation) if include_top else \
         pool_features(x, pooling)
-    return finalize(inputs, x, model_name, weights, include_top=include_top)
-
-
-def _public(func_name, model_name, spec, what, base=ResNet, classes=1000):
-    if base is ResNet:
-        spec = {**spec, "weights_key": model_name}
-
-    def builder(include_top=True, weights=None, input_tensor=None, input_shape=None,
-                pooling=None, classes=classes, classifier_activation="softmax",
-                name=model_name, **kwargs):
-        return base(**{**spec, **kwargs}, include_top=include_top, weights=weights,
-                    input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
-                    classes=classes, classifier_activation=classifier_activation, name=name)
-
-    builder.__name__ = builder.__qualname__ = func_name
-    builder.__doc__ = f"{what}. Other arguments: see :func:`{base.__name__}`."
-    return builder
-
-
-def _variant(name):
-    func, spec, what = VARIANTS[name]
-    return _public(func, name, spec, what)
-
-
-ResNet18 = _variant("resnet18")
-ResNet34 = _variant("resnet34")
-ResNet50 = _variant("resnet50")
-ResNet101 = _variant("resnet101")
-ResNet152 = _variant("resnet152")
-ResNet50V1_5 = _variant("resnet50_v1_5")
-ResNet101V1_5 = _variant("resnet101_v1_5")
-ResNet152V1_5 = _variant("resnet152_v1_5")
-ResNet50V2 = _variant("resnet50_v2")
-ResNet101V2 = _variant("resnet101_v2")
-ResNet152V2 = _variant("resnet152_v2")
-WideResNet50_2 = _variant("wide_resnet50_2")
-WideResNet101_2 = _variant("wide_resnet101_2")
-ResNeXt50_32x4d = _variant("resnext50_32x4d")
-ResNeXt101_32x8d = _variant("resnext101_32x8d")
-ResNeXt101_64x4d = _variant("resnext101_64x4d")
-SEResNet50 = _variant("se_resnet50")
-SEResNet101 = _variant("se_resnet101")
-SEResNet152 = _variant("se_resnet152")
-SEResNeXt50_32x4d = _variant("se_resnext50_32x4d")
-SEResNeXt101_32x4d = _variant("se_resnext101_32x4d")
-
-PreActResNet164 = _public("PreActResNet164", "preact_resnet164", dict(depth=164),
-                          "Pre-activation ResNet-164 for CIFAR (1.7 M parameters)",
-                          base=CifarResNet, classes=10)
-PreActResNet1001 = _public("PreActResNet1001", "preact_resnet1001", dict(depth=1001),
-                           "Pre-activation ResNet-1001 for CIFAR (10.2 M parameters)",
-                           base=CifarResNet, classes=10)
+    return finalize(inputs, x, model_name, weights, weights_key, include_top)
 
 
 def WideResNet(depth=28, width=10, include_top=True, weights=None, input_tensor=None,
                input_shape=None, pooling=None, classes=10, classifier_activation="softmax",
-               name=None, dropout=0.0, norm="batch"):
+               name=None, dropout=0.0, norm="batch", weights_key=None):
     """CIFAR Wide ResNet WRN-``depth``-``width`` (Zagoruyko & Komodakis 2016), e.g. WRN-28-10
     (36.5 M parameters). See :func:`CifarResNet`."""
     return CifarResNet(depth, include_top=include_top, weights=weights,
                        input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
                        classes=classes, classifier_activation=classifier_activation,
                        name=name or f"wrn_{depth}_{width}", block="basic", width=width,
-                       dropout=dropout, norm=norm)
+                       dropout=dropout, norm=norm, weights_key=weights_key)
+
+
+# The ImageNet variants: builder name, registered name, what it is, paper, ResNet() arguments.
+_V1_KERAS = "conv biases before every BN and the stride in the first 1x1 (keras.applications)"
+_V15 = "no conv biases, stride in the 3x3 (torchvision's \"v1.5\")"
+_SE = "as the SENet paper's Caffe models"
+ResNet18 = variant("ResNet18", ResNet, "resnet18", "ResNet-18, no conv biases", RESNET,
+                   depth=18, use_bias=False)
+ResNet34 = variant("ResNet34", ResNet, "resnet34", "ResNet-34, no conv biases", RESNET,
+                   depth=34, use_bias=False)
+ResNet50 = variant("ResNet50", ResNet, "resnet50", "ResNet-50 as in the paper, " + _V1_KERAS,
+                   RESNET, depth=50, use_bias=True, stride_in="1x1")
+ResNet101 = variant("ResNet101", ResNet, "resnet101",
+                    "ResNet-101 as in the paper, " + _V1_KERAS, RESNET, depth=101,
+                    use_bias=True, stride_in="1x1")
+ResNet152 = variant("ResNet152", ResNet, "resnet152",
+                    "ResNet-152 as in the paper, " + _V1_KERAS, RESNET, depth=152,
+                    use_bias=True, stride_in="1x1")
+ResNet50V1_5 = variant("ResNet50V1_5", ResNet, "resnet50_v1_5", "ResNet-50, " + _V15, RESNET,
+                       depth=50)
+ResNet101V1_5 = variant("ResNet101V1_5", ResNet, "resnet101_v1_5", "ResNet-101, " + _V15,
+                        RESNET, depth=101)
+ResNet152V1_5 = variant("ResNet152V1_5", ResNet, "resnet152_v1_5", "ResNet-152, " + _V15,
+                        RESNET, depth=152)
+ResNet50V2 = variant("ResNet50V2", ResNet, "resnet50_v2",
+                     "pre-activation ResNet-50 as keras.applications' ResNet50V2", PREACT,
+                     depth=50, preact=True, use_bias=True)
+ResNet101V2 = variant("ResNet101V2", ResNet, "resnet101_v2",
+                      "pre-activation ResNet-101 as keras.applications' ResNet101V2", PREACT,
+                      depth=101, preact=True, use_bias=True)
+ResNet152V2 = variant("ResNet152V2", ResNet, "resnet152_v2",
+                      "pre-activation ResNet-152 as keras.applications' ResNet152V2", PREACT,
+                      depth=152, preact=True, use_bias=True)
+WideResNet50_2 = variant("WideResNet50_2", ResNet, "wide_resnet50_2",
+                         "Wide ResNet-50-2: bottleneck width doubled, " + _V15, WRN, depth=50,
+                         base_width=128)
+WideResNet101_2 = variant("WideResNet101_2", ResNet, "wide_resnet101_2",
+                          "Wide ResNet-101-2: bottleneck width doubled, " + _V15, WRN,
+                          depth=101, base_width=128)
+ResNeXt50_32x4d = variant("ResNeXt50_32x4d", ResNet, "resnext50_32x4d",
+                          "ResNeXt-50 (32x4d), " + _V15 + " as in the ResNeXt paper", RESNEXT,
+                          depth=50, groups=32, base_width=4)
+ResNeXt101_32x8d = variant("ResNeXt101_32x8d", ResNet, "resnext101_32x8d",
+                           "ResNeXt-101 (32x8d), " + _V15, RESNEXT, depth=101, groups=32,
+                           base_width=8)
+ResNeXt101_64x4d = variant("ResNeXt101_64x4d", ResNet, "resnext101_64x4d",
+                           "ResNeXt-101 (64x4d), " + _V15, RESNEXT, depth=101, groups=64,
+                           base_width=4)
+SEResNet50 = variant("SEResNet50", ResNet, "se_resnet50",
+                     "SE-ResNet-50 (r=16) " + _SE + ": stride in the first 1x1, ceil-mode stem "
+                     "pool", SENET, depth=50, se_ratio=16, stride_in="1x1", stem_pool="ceil")
+SEResNet101 = variant("SEResNet101", ResNet, "se_resnet101", "SE-ResNet-101 (r=16) " + _SE,
+                      SENET, depth=101, se_ratio=16, stride_in="1x1", stem_pool="ceil")
+SEResNet152 = variant("SEResNet152", ResNet, "se_resnet152", "SE-ResNet-152 (r=16) " + _SE,
+                      SENET, depth=152, se_ratio=16, stride_in="1x1", stem_pool="ceil")
+SEResNeXt50_32x4d = variant("SEResNeXt50_32x4d", ResNet, "se_resnext50_32x4d",
+                            "SE-ResNeXt-50 (32x4d, r=16) " + _SE, SENET, depth=50, groups=32,
+                            base_width=4, se_ratio=16, stem_pool="ceil")
+SEResNeXt101_32x4d = variant("SEResNeXt101_32x4d", ResNet, "se_resnext101_32x4d",
+                             "SE-ResNeXt-101 (32x4d, r=16) " + _SE, SENET, depth=101,
+                             groups=32, base_width=4, se_ratio=16, stem_pool="ceil")
+
+# The CIFAR nets: two named builders and three name patterns with any valid numbers.
+_CIFAR = dict(classes=10, dataset="cifar", default_size=32, min_size=4)
+PreActResNet164 = variant("PreActResNet164", CifarResNet, "preact_resnet164",
+                          "Pre-activation ResNet-164 for CIFAR (1.7 M parameters)", PREACT,
+                          depth=164, **_CIFAR)
+PreActResNet1001 = variant("PreActResNet1001", CifarResNet, "preact_resnet1001",
+                           "Pre-activation ResNet-1001 for CIFAR (10.2 M parameters)", PREACT,
+                           depth=1001, **_CIFAR)
+register_pattern(r"preact_resnet(\d+)", ("preact_resnet164", "preact_resnet1001"),
+                 CifarResNet, PREACT, lambda m: {"depth": int(m.group(1))},
+                 "Pre-activation ResNet-{0} for CIFAR (bottleneck blocks)")
+register_pattern(r"(resnet|plain)(\d+)_cifar", ("plain20_cifar", "resnet20_cifar",
+                                                "resnet56_cifar"),
+                 CifarResNet, RESNET,
+                 lambda m: {"depth": int(m.group(2)), "block": "basic", "version": "v1",
+                            "residual": m.group(1) == "resnet"},
+                 "ResNet paper CIFAR {0} net, {1} layers")
+register_pattern(r"wrn_(\d+)_(\d+)", ("wrn_16_8", "wrn_28_10", "wrn_40_4"), WideResNet, WRN,
+                 lambda m: {"depth": int(m.group(1)), "width": int(m.group(2))},
+                 "Wide ResNet WRN-{0}-{1} for CIFAR")

@@ -7,9 +7,15 @@ after fc1 and fc2 (keras.applications omits it; it has no weights).
 """
 import keras
 
+
 from ..layers import LocalResponseNormalization, conv_norm_act
-from ._common import check_args, classifier, finalize, model_input, pool_features
+from ._common import check_args, fc_classifier, finalize, model_input, pool_features, variant
 from ..weights import keras_weights, register_weights, torchvision_weights
+
+__all__ = ["VGG", "VGG11", "VGG13", "VGG16", "VGG19"]  # the public builders
+
+PAPER = ("Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image "
+         "Recognition, ICLR 2015")
 
 # One list per block (each block ends in a 2×2/2 max pool); an int is a conv3 with that many
 # channels, ``(1, n)`` a conv1 (config C), "LRN" the A-LRN normalization.
@@ -22,7 +28,6 @@ CONFIGS = {
     "D": [[64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3],
     "E": [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4],
 }
-DEPTH_TO_CONFIG = {11: "A", 13: "B", 16: "D", 19: "E"}
 
 # Pretrained weights: Keras' published files for VGG16/19 (Caffe preprocessing: the original
 # VGG Caffe models), torchvision's IMAGENET1K_V1 checkpoints for the rest.
@@ -44,7 +49,7 @@ register_weights(
 
 def VGG(config="D", include_top=True, weights=None, input_tensor=None, input_shape=None,
         pooling=None, classes=1000, classifier_activation="softmax", name=None,
-        batch_norm=False, norm=None, dropout=0.5):
+        batch_norm=False, norm=None, dropout=0.5, weights_key=None):
     """VGG configuration ``config`` (A, A-LRN, B, C, D, E) of Table 1.
 
     ``batch_norm=True`` (or ``norm="batch"``) puts a BatchNormalization between every conv and
@@ -58,8 +63,6 @@ def VGG(config="D", include_top=True, weights=None, input_tensor=None, input_sha
             raise ValueError(f"vgg: batch_norm=True conflicts with norm={norm!r}")
         norm = "batch"
     model_name = name or "vgg_" + config.lower().replace("-", "_")
-    weights_key = {"A": "vgg11", "B": "vgg13", "D": "vgg16", "E": "vgg19",
-                   "A-LRN": "vgg11_lrn", "C": "vgg16_c"}[config] + ("_bn" if norm else "")
     check_args(model_name, include_top=include_top, weights=weights, pooling=pooling,
                classes=classes, norm=norm, weights_key=weights_key)
     inputs, x = model_input(model_name, input_tensor=input_tensor, input_shape=input_shape,
@@ -76,32 +79,30 @@ def VGG(config="D", include_top=True, weights=None, input_tensor=None, input_sha
             x = conv_norm_act(x, filters, kernel, f"block{b}_conv{i}", norm=norm)
         x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{b}_pool")(x)
     if include_top:
-        x = keras.layers.Flatten(name="flatten")(x)
-        for i in (1, 2):
-            x = keras.layers.Dense(4096, activation="relu", name=f"fc{i}")(x)
-            if dropout:
-                x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-        x = classifier(x, classes, classifier_activation)
+        x = fc_classifier(x, (4096, 4096), dropout, classes, classifier_activation)
     else:
         x = pool_features(x, pooling)
     return finalize(inputs, x, model_name, weights, weights_key, include_top)
 
 
-def _depth_builder(depth):
-    config = DEPTH_TO_CONFIG[depth]
-
-    def builder(include_top=True, weights=None, input_tensor=None, input_shape=None,
-                pooling=None, classes=1000, classifier_activation="softmax", name=None,
-                batch_norm=False, norm=None, dropout=0.5):
-        default = f"vgg{depth}" + ("_bn" if batch_norm or norm == "batch" else "")
-        return VGG(config, include_top=include_top, weights=weights,
-                   input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
-                   classes=classes, classifier_activation=classifier_activation,
-                   name=name or default, batch_norm=batch_norm, norm=norm, dropout=dropout)
-
-    builder.__name__ = builder.__qualname__ = f"VGG{depth}"
-    builder.__doc__ = f"VGG-{depth}: configuration {config} of Table 1 (see :func:`VGG`)."
-    return builder
+def _bn(depth, config):
+    """torchvision's ``vgg{depth}_bn``: BatchNormalization after every conv."""
+    return variant(f"VGG{depth}BN", VGG, f"vgg{depth}_bn",
+                   f"VGG-{depth} with BatchNormalization after every conv (torchvision)", PAPER,
+                   config=config, norm="batch")
 
 
-VGG11, VGG13, VGG16, VGG19 = (_depth_builder(d) for d in (11, 13, 16, 19))
+def _plain(depth, config):
+    """VGG-``depth`` (registered with its ``_bn`` variant, which ``batch_norm=True`` or
+    ``norm="batch"`` builds)."""
+    _bn(depth, config)
+    return variant(f"VGG{depth}", VGG, f"vgg{depth}",
+                   f"VGG-{depth}: configuration {config} of Table 1", PAPER, config=config,
+                   alias=(f"vgg{depth}_bn", {"batch_norm": True, "norm": "batch"}))
+
+
+VGG11, VGG13, VGG16, VGG19 = _plain(11, "A"), _plain(13, "B"), _plain(16, "D"), _plain(19, "E")
+variant("VGG11LRN", VGG, "vgg11_lrn", "VGG configuration A-LRN: A with LRN after the first conv",
+        PAPER, config="A-LRN")
+variant("VGG16C", VGG, "vgg16_c", "VGG configuration C: 16 layers, a 1x1 conv ends blocks 3-5",
+        PAPER, config="C")
