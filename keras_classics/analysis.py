@@ -441,12 +441,12 @@ def inception_example(input_shape=(28, 28, 256)):
     """The lecture's Inception module comparison at a 28×28×256 input, computed from the
     layers: ``{"naive"|"reduced": {"convs": [(name, MACs)], "macs": total, "slide": printed,
     "output_channels": C}}``."""
-    from .layers import inception_module
+    from .layers import inception_v1_module
 
     result = {}
     for kind, (filters, slide) in LECTURE_INCEPTION.items():
         x = keras.Input(input_shape)
-        y = inception_module(x, filters, kind, naive=kind == "naive")
+        y = inception_v1_module(x, filters, kind, naive=kind == "naive")
         prof = profile(keras.Model(x, y, name=f"inception_{kind}"))
         convs = [(r.name, r.macs) for r in prof.rows if r.type == "Conv2D"]
         result[kind] = {"convs": convs, "macs": sum(m for _, m in convs), "slide": slide,

@@ -103,11 +103,11 @@ def test_unknown_norm_lists_allowed():
         L.normalize(keras.Input((4, 4, 8)), "weight", "x")
 
 
-def test_inception_module_channels_and_naive_form():
+def test_inception_v1_module_channels_and_naive_form():
     x = keras.Input((28, 28, 192))
-    y = L.inception_module(x, (64, 96, 128, 16, 32, 32), "inception_3a")
+    y = L.inception_v1_module(x, (64, 96, 128, 16, 32, 32), "inception_3a")
     assert y.shape[-1] == 64 + 128 + 32 + 32
-    naive = L.inception_module(x, (64, 96, 128, 16, 32, 32), "naive", naive=True)
+    naive = L.inception_v1_module(x, (64, 96, 128, 16, 32, 32), "naive", naive=True)
     assert naive.shape[-1] == 64 + 128 + 32 + 192  # the pool branch passes all 192 through
     names = {layer.name for layer in keras.Model(x, [y, naive]).layers}
     assert "inception_3a_3x3_reduce" in names and "naive_3x3_reduce" not in names
@@ -137,7 +137,7 @@ def all_layers_model():
     x = inp = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(32, 3, padding="same")(x)
     x = L.LocalResponseNormalization(name="lrn")(x)
-    x = L.inception_module(x, (8, 8, 16, 4, 8, 8), "inc")
+    x = L.inception_v1_module(x, (8, 8, 16, 4, 8, 8), "inc")
     x = L.basic_block(x, 32, "b1", norm="group", se_ratio=4)
     x = L.basic_block(x, 32, "b2", preact=True, norm="instance", dropout=0.1)
     x = L.bottleneck_block(x, 16, "b3", stride=2, groups=4, base_width=16, norm="layer")

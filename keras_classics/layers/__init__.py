@@ -1,6 +1,6 @@
 """Shared building blocks of the keras_classics zoo."""
 from .dense import dense_block, dense_layer, transition_block
-from .inception import inception_module
+from .inception_v1 import inception_v1_module
 from .lrn import LocalResponseNormalization
 from .pooling import CeilMaxPooling2D
 from .norm import NORMS, check_norm, conv_norm_act, normalize
@@ -10,6 +10,6 @@ from .se import SqueezeExcite
 __all__ = [
     "LocalResponseNormalization", "SqueezeExcite", "CeilMaxPooling2D", "NORMS", "check_norm",
     "normalize",
-    "conv_norm_act", "dense_layer", "dense_block", "transition_block", "inception_module",
+    "conv_norm_act", "dense_layer", "dense_block", "transition_block", "inception_v1_module",
     "basic_block", "bottleneck_block",
 ]

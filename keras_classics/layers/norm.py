@@ -48,6 +48,19 @@ def normalize(x, norm, name, epsilon=1.001e-5, momentum=0.9, exact_name=False):
     )(x)
 
 
+def padded_conv(x, filters, kernel_size, name, strides=1, padding="same", pad_name=None,
+                **conv_kwargs):
+    """A Conv2D whose ``padding`` is "same", "valid" or an int: an explicit symmetric
+    ZeroPadding2D (``pad_name``, default ``{name}_pad``) then a valid convolution, as
+    Caffe/PyTorch pad (Keras' "same" pads asymmetrically under stride 2)."""
+    if isinstance(padding, int):
+        if padding:
+            x = keras.layers.ZeroPadding2D(padding, name=pad_name or f"{name}_pad")(x)
+        padding = "valid"
+    return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
+                               name=name, **conv_kwargs)(x)
+
+
 def conv_norm_act(
     x,
     filters,
@@ -63,24 +76,15 @@ def conv_norm_act(
 ):
     """Conv2D → norm → activation, the unit AlexNet, VGG and GoogLeNet are made of.
 
-    ``padding`` is ``"same"``, ``"valid"`` or an int: an explicit symmetric ZeroPadding2D
-    (``{name}_pad``) followed by a valid convolution, as Caffe/PyTorch pad (Keras' "same" pads
-    asymmetrically under stride 2). With ``norm=None`` the activation is fused into the Conv2D,
-    exactly as keras.applications' VGG builds it, so layer lists and weight order match.
+    ``padding`` is ``"same"``, ``"valid"`` or an int (:func:`padded_conv`). With
+    ``norm=None`` the activation is fused into the Conv2D, exactly as keras.applications' VGG
+    builds it, so layer lists and weight order match.
     """
-    if isinstance(padding, int):
-        if padding:
-            x = keras.layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
-        padding = "valid"
     if norm is None:
-        return keras.layers.Conv2D(
-            filters, kernel_size, strides=strides, padding=padding, groups=groups,
-            activation=activation, use_bias=True, name=name,
-        )(x)
-    x = keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, groups=groups,
-        use_bias=use_bias, name=name,
-    )(x)
+        return padded_conv(x, filters, kernel_size, name, strides, padding, groups=groups,
+                           activation=activation, use_bias=True)
+    x = padded_conv(x, filters, kernel_size, name, strides, padding, groups=groups,
+                    use_bias=use_bias)
     x = normalize(x, norm, name, epsilon=epsilon)
     if activation is not None:
         x = keras.layers.Activation(activation, name=f"{name}_relu")(x)

@@ -13,18 +13,17 @@ which is exactly Keras' ResNet50V2. With ``norm=None`` every conv has a bias.
 """
 import keras
 
-from .norm import normalize
+from .norm import normalize, padded_conv
 from .se import SqueezeExcite
 
 
 def _conv(x, filters, kernel_size, name, strides=1, groups=1, use_bias=False):
-    """Conv with torch/Caffe symmetric padding: explicit ``{name}_pad`` when strided, else "same"."""
-    padding = "same"
-    if strides > 1 and kernel_size > 1:
-        x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name.rsplit('_', 1)[0]}_pad")(x)
-        padding = "valid"
-    return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
-                               groups=groups, use_bias=use_bias, name=name)(x)
+    """Conv with torch/Caffe symmetric padding: explicit ``{block}_pad`` when strided, else
+    "same" (``name`` is ``{block}_conv``)."""
+    padding = kernel_size // 2 if strides > 1 and kernel_size > 1 else "same"
+    return padded_conv(x, filters, kernel_size, name, strides, padding,
+                       pad_name=f"{name.rsplit('_', 1)[0]}_pad", groups=groups,
+                       use_bias=use_bias)
 
 
 def _norm_act(x, norm, name, epsilon, act=True):
@@ -105,9 +104,8 @@ def bottleneck_block(x, filters, name, stride=1, conv_shortcut=None, preact=Fals
                              norm, epsilon)
         y = _conv(pre, width, 1, f"{name}_1_conv", s1, use_bias=norm is None)
         y = _norm_act(y, norm, f"{name}_1", epsilon)
-        y = keras.layers.ZeroPadding2D(1, name=f"{name}_2_pad")(y)  # as Keras' ResNetV2
-        y = keras.layers.Conv2D(width, 3, strides=s3, groups=groups, use_bias=norm is None,
-                                name=f"{name}_2_conv")(y)
+        y = padded_conv(y, width, 3, f"{name}_2_conv", s3, 1, pad_name=f"{name}_2_pad",
+                        groups=groups, use_bias=norm is None)  # padded always, as ResNetV2
         y = _norm_act(y, norm, f"{name}_2", epsilon)
         y = _conv(y, out, 1, f"{name}_3_conv", use_bias=use_bias or norm is None)
         return _merge(y, shortcut, name, se_ratio, post_relu=False)

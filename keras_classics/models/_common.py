@@ -8,7 +8,7 @@ import os
 import keras
 
 from ..layers import CeilMaxPooling2D, normalize
-from ..layers.norm import check_norm
+from ..layers.norm import check_norm, padded_conv
 from .. import weights as weights_lib
 from ._zoo import MODELS, register
 
@@ -200,9 +200,8 @@ def stem_7x7(x, filters, norm, epsilon, use_bias=False, act=True, pool="pad",
     """The ImageNet ResNet/DenseNet stem in keras.applications' names: 7×7/2 conv
     (``conv1_conv``), norm and ReLU unless ``act=False`` (pre-activation nets), 3×3/2 max pool
     padded by one (``pool="pad"``) or Caffe's unpadded ceil-mode pool (``"ceil"``)."""
-    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
-    x = keras.layers.Conv2D(filters, 7, strides=2, use_bias=use_bias or norm is None,
-                            name="conv1_conv")(x)
+    x = padded_conv(x, filters, 7, "conv1_conv", 2, 3, pad_name="conv1_pad",
+                    use_bias=use_bias or norm is None)
     if act:
         x = normalize(x, norm, "conv1", epsilon=epsilon)
         x = keras.layers.Activation("relu", name="conv1_relu")(x)

@@ -3,7 +3,8 @@ import keras
 
 
 from ..layers.pooling import ceil_pool_size
-from ..layers import CeilMaxPooling2D, LocalResponseNormalization, conv_norm_act, inception_module
+from ..layers import (CeilMaxPooling2D, LocalResponseNormalization, conv_norm_act,
+                      inception_v1_module)
 from ._common import (check_args, classifier, finalize, gap_classifier, model_input,
                       pool_features, variant)
 from ._zoo import register
@@ -114,8 +115,8 @@ def GoogLeNet(include_top=True, weights=None, input_tensor=None, input_shape=Non
             x = maxpool(x, f"{row}_3x3_s2", last_pool if row == "pool4" else 3)
             continue
         block_name, filters = row
-        x = inception_module(x, filters, block_name, norm=norm, use_bias=use_bias,
-                             five_kernel=five_kernel, epsilon=epsilon)
+        x = inception_v1_module(x, filters, block_name, norm=norm, use_bias=use_bias,
+                                five_kernel=five_kernel, epsilon=epsilon)
         if aux_logits and block_name in AUX_AFTER:
             aux.append(_aux_head(x, AUX_AFTER[block_name], classes, classifier_activation,
                                  norm, use_bias, epsilon))

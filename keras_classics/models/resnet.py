@@ -25,7 +25,8 @@ __all__ = ["ResNet", "CifarResNet", "WideResNet", "ResNet18", "ResNet34", "ResNe
            "ResNet101", "ResNet152", "ResNet50V1_5", "ResNet101V1_5", "ResNet152V1_5", "ResNet50V2",
            "ResNet101V2", "ResNet152V2", "WideResNet50_2", "WideResNet101_2", "ResNeXt50_32x4d",
            "ResNeXt101_32x8d", "ResNeXt101_64x4d", "SEResNet50", "SEResNet101", "SEResNet152",
-           "SEResNeXt50_32x4d", "SEResNeXt101_32x4d", "PreActResNet164", "PreActResNet1001"]  # the public builders
+           "SEResNeXt50_32x4d", "SEResNeXt101_32x4d", "PreActResNet164",
+           "PreActResNet1001"]  # the public builders
 
 # depth -> (block, blocks per stage): Table 1 of the ResNet paper.
 DEPTHS = {

@@ -1,11 +1,12 @@
-"""The Inception module (Szegedy et al., "Going Deeper with Convolutions", CVPR 2015, Fig. 2)."""
+"""GoogLeNet's Inception module, "v1" (Szegedy et al., "Going Deeper with Convolutions", CVPR
+2015, Fig. 2); later Inceptions (v2-v4) factorize its branches differently."""
 import keras
 
 from .norm import conv_norm_act
 
 
-def inception_module(x, filters, name, naive=False, norm=None, use_bias=True,
-                     five_kernel=5, epsilon=1e-3):
+def inception_v1_module(x, filters, name, naive=False, norm=None, use_bias=True,
+                        five_kernel=5, epsilon=1e-3):
     """Four parallel branches concatenated on channels.
 
     ``filters`` is a row of the paper's Table 1: ``(#1×1, #3×3 reduce, #3×3, #5×5 reduce,
@@ -18,7 +19,7 @@ def inception_module(x, filters, name, naive=False, norm=None, use_bias=True,
     """
     if len(filters) != 6:
         raise ValueError(
-            f"inception_module {name}: filters must be the 6 numbers (1x1, 3x3 reduce, 3x3, "
+            f"inception_v1_module {name}: filters must be the 6 numbers (1x1, 3x3 reduce, 3x3, "
             f"5x5 reduce, 5x5, pool proj), got {filters!r}"
         )
     n1, n3r, n3, n5r, n5, npool = filters
