@@ -159,10 +159,9 @@ def _shape(spec):
 
 
 def _kind(layer):
-    """The Keras layer type a row is counted as: our ceil-mode pooling is a MaxPooling2D."""
-    from .layers import CeilMaxPooling2D
-
-    return "MaxPooling2D" if isinstance(layer, CeilMaxPooling2D) else type(layer).__name__
+    """The layer type a row is counted as: a package layer that extends a Keras layer says
+    which with ``counted_as`` (our ceil-mode pooling is a MaxPooling2D)."""
+    return getattr(layer, "counted_as", None) or type(layer).__name__
 
 
 def _elements(shape):
@@ -177,10 +176,14 @@ def _bias_params(layer):
 
 
 def _counts(layer, in_shapes, out_shape):
-    """(MACs, other ops) per image for one application of ``layer``."""
+    """(MACs, other ops) per image for one application of ``layer``; the package's own
+    layers count themselves (``op_counts``)."""
     kind = _kind(layer)
     out = _elements(out_shape)
     first_in = in_shapes[0] if in_shapes else ()
+    if hasattr(layer, "op_counts"):
+        known = all(d is not None for shape in (*in_shapes, out_shape) for d in shape)
+        return layer.op_counts(in_shapes, out_shape) if known else (0, 0)
     if kind in ("Conv1D", "Conv2D", "Conv3D"):
         cin = first_in[-1]
         return out * math.prod(layer.kernel_size) * cin // layer.groups, 0
@@ -195,16 +198,10 @@ def _counts(layer, in_shapes, out_shape):
         return depthwise + out * cin * layer.depth_multiplier, 0
     if kind == "Dense":
         return out * first_in[-1], 0
-    if kind == "SqueezeExcite":
-        channels = first_in[-1]
-        rd = layer.reduced_channels(channels)
-        return 2 * channels * rd, 2 * _elements(first_in)  # pool adds + gating multiplies
     if kind in ("MaxPooling2D", "AveragePooling2D"):
         return 0, out * math.prod(layer.pool_size)
     if kind.startswith("Global"):
         return 0, _elements(first_in)
-    if kind == "LocalResponseNormalization":
-        return 0, out * (layer.size + 3)
     if kind == "BatchNormalization":
         return 0, 2 * out
     if kind in ("GroupNormalization", "LayerNormalization"):

@@ -1,8 +1,9 @@
 """Model names → builders and what users need to know about each: paper, input sizes, dataset.
 
 Names follow torchvision where torchvision has the model (``vgg16_bn``, ``resnext50_32x4d``);
-``wrn_{depth}_{k}``, ``densenet_bc_{L}_{k}`` and ``preact_resnet{depth}`` accept any valid
-numbers.
+``wrn_{depth}_{k}``, ``densenet_bc_{L}_{k}``, ``preact_resnet{depth}`` and
+``resnet{depth}_cifar`` accept any valid numbers. The family modules declare their models
+(``models/_zoo.py``); this module only reads that table.
 """
 import difflib
 import math
@@ -16,8 +17,9 @@ __all__ = ["ModelInfo", "describe", "get_model", "list_models", "model_info", "r
 
 
 def list_models(family=None):
-    """Registered names (sorted), with examples of the ``wrn_*``/``densenet_bc_*``/
-    ``preact_resnet*`` patterns; ``family`` is one of alexnet, vgg, googlenet, resnet, densenet."""
+    """Registered names (sorted), with examples of the name patterns (``wrn_*``,
+    ``densenet_bc_*``, ``preact_resnet*``, ``resnet*_cifar``, ``plain*_cifar``); ``family`` is
+    one of alexnet, vgg, googlenet, resnet, densenet."""
     names = {*MODELS, *(ex for _, examples, _ in PATTERNS for ex in examples)}
     if family is not None:
         families = {model_info(n).family for n in names}

@@ -39,13 +39,22 @@ def stage_of(name):
 
 
 def backbone_stages(backbone):
-    """{stage: [layers with weights]}; unnumbered layers (post_bn, bn ...) join the last."""
-    stages, last = {}, 1
+    """{stage: [layers with weights]}; unnumbered layers after the stages (post_bn, bn ...)
+    join the last. A weighted layer before any numbered one, or a backbone of fewer than two
+    stages, is refused: "medium" would otherwise unfreeze everything without saying so."""
+    stages, last = {}, None
     for layer in backbone.layers:
         s = stage_of(layer.name)
-        last = max(last, s or last)
+        last = s if s is not None and (last is None or s > last) else last
         if layer.weights:
+            if s is None and last is None:
+                raise ValueError(f"{backbone.name}: layer {layer.name!r} has weights but no "
+                                 "stage number in its name (block<n>, conv<n>, pool<n>, "
+                                 "norm<n>, inception_<n>)")
             stages.setdefault(s if s is not None else last, []).append(layer)
+    if len(stages) < 2:
+        raise ValueError(f"{backbone.name}: its layer names give {len(stages)} stage(s); "
+                         "transfer needs at least two (block<n>, conv<n>, ... names)")
     return dict(sorted(stages.items()))
 
 

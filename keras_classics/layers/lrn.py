@@ -1,4 +1,6 @@
 """Local response normalization (Krizhevsky, Sutskever & Hinton 2012, section 3.3)."""
+import math
+
 import keras
 import tensorflow as tf
 
@@ -36,6 +38,11 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def op_counts(self, in_shapes, out_shape):
+        """(MACs, other ops) per image, for :mod:`keras_classics.analysis`: a window of
+        ``size`` squares summed, then scale, power and divide, per output."""
+        return 0, math.prod(out_shape) * (self.size + 3)
 
     def get_config(self):
         return {**super().get_config(), "size": self.size, "k": self.k,

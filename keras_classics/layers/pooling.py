@@ -25,6 +25,8 @@ class CeilMaxPooling2D(keras.layers.MaxPooling2D):
     (channels last). Works on inputs of unknown size: the extra bottom/right padding is
     computed from the runtime shape."""
 
+    counted_as = "MaxPooling2D"  # keras_classics.analysis counts and labels it as one
+
     def __init__(self, pool_size=3, strides=2, **kwargs):
         kwargs.pop("padding", None)
         super().__init__(pool_size=pool_size, strides=strides, padding="valid", **kwargs)

@@ -1,4 +1,6 @@
 """Squeeze-and-Excitation (Hu, Shen & Sun, "Squeeze-and-Excitation Networks", CVPR 2018)."""
+import math
+
 import keras
 from keras import ops
 
@@ -43,6 +45,12 @@ class SqueezeExcite(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def op_counts(self, in_shapes, out_shape):
+        """(MACs, other ops) per image, for :mod:`keras_classics.analysis`: the two FCs'
+        multiply-adds; the pooling's adds and the gating's multiplies."""
+        channels = in_shapes[0][-1]
+        return 2 * channels * self.reduced_channels(channels), 2 * math.prod(in_shapes[0])
 
     def get_config(self):
         return {**super().get_config(), "ratio": self.ratio, "divisor": self.divisor}

@@ -1,0 +1,83 @@
+"""The registry contract: what every registered model must satisfy, so a new variant or family
+is caught here when it forgets something (ADDING_A_MODEL.md)."""
+import re
+from pathlib import Path
+
+import pytest
+
+import keras_classics as kc
+from keras_classics import analysis, convert, registry, weights
+from keras_classics.transfer import backbone_stages
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def zoo_table_names():
+    """The backticked names in the first column of the README's zoo table."""
+    table = README.split("## The zoo", 1)[1].split("\n\n")[2]
+    return {n for row in table.splitlines()[2:] for n in re.findall(r"`([a-z0-9_]+)`",
+                                                                     row.split("|")[1])}
+
+
+@pytest.mark.parametrize("name", kc.list_models())
+def test_registered_model_keeps_the_contract(name):
+    info = kc.model_info(name)
+    model = info.build()  # its standard configuration
+    assert model.name == name and info.family in {f.__name__.rsplit(".", 1)[-1]
+                                                  for f in kc.models.FAMILIES}
+    assert info.paper and info.description and info.dataset in ("imagenet", "cifar")
+    assert model.input_shape[1:3] == (info.default_size, info.default_size)
+
+    # analysis counts every layer, ours included: no custom layer falls to "0 ops" unseen
+    ours = {type(layer) for layer in model.layers
+            if type(layer).__module__.startswith("keras_classics")}
+    for cls in ours:
+        assert hasattr(cls, "op_counts") or getattr(cls, "counted_as", None), cls
+    rows = {row.name: row for row in analysis.profile(model).rows}
+    assert sum(row.params for row in rows.values()) == model.count_params()
+    for layer in model.layers:
+        if type(layer) in ours:
+            assert rows[layer.name].macs + rows[layer.name].other_ops > 0, layer.name
+
+    # transfer stages come from the layer names: several, none taken by default
+    stages = backbone_stages(model)
+    assert len(stages) >= 3 and min(stages) == 1, sorted(stages)
+    assert sum(len(layers) for layers in stages.values()) == \
+        sum(1 for layer in model.layers if layer.weights)
+
+    # the documentation lists it
+    assert name in zoo_table_names(), f"{name} is not in the README's zoo table"
+    assert info.family in registry.list_models.__doc__
+
+
+@pytest.mark.parametrize("name", sorted(weights.SOURCES))
+def test_pretrained_record_is_complete(name):
+    record = kc.model_info(name).weights
+    assert record is weights.SOURCES[name] and record.name == name
+    assert record.url.startswith("https://") and record.file_hash
+    assert record.preprocessing in ("caffe", "tf", "torch") and record.input_size >= 32
+    if record.source == "keras":  # a published .h5 pair, loaded as it is
+        assert record.notop_url.startswith("https://") and record.notop_hash
+    else:  # a PyTorch checkpoint: the converter must know its layout
+        assert record.source in ("torchvision", "timm") and record.layout in convert.HEADS
+    if record.source != "timm":  # timm's legacy SENet records publish no top-1 of their own
+        assert 40 < record.top1 < 100
+
+
+def test_every_weights_name_is_registered():
+    assert set(weights.SOURCES) <= set(kc.list_models())
+    for paper, variant in weights.PRETRAINED_VARIANT.items():
+        assert paper in kc.list_models() and (variant is None or variant in weights.SOURCES)
+
+
+def test_family_modules_export_what_they_register():
+    for family in kc.models.FAMILIES:
+        for builder_name in family.__all__:
+            assert builder_name in kc.models.__all__ and builder_name in kc.__all__
+    registered = {info.builder for info in registry.MODELS.values()}
+    for name in kc.models.__all__:
+        builder = getattr(kc, name)
+        assert builder.__doc__, name
+        # a public named builder is registered (the generic ones are reached through patterns)
+        assert builder in registered or builder.__name__ in (
+            "VGG", "ResNet", "CifarResNet", "WideResNet", "DenseNet", "DenseNetBC"), name
