@@ -22,7 +22,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_classics as kc  # noqa: E402
-from keras_classics import data  # noqa: E402
+from keras_classics import datasets  # noqa: E402
 from keras_classics.training import StepLoop  # noqa: E402
 from timing import interleaved, speedup  # noqa: E402
 
@@ -31,7 +31,7 @@ tf.get_logger().setLevel("ERROR")
 
 def contenders(size, batch, repeat, executions):
     """{name: one pass over the same cached, batched digits (``repeat`` epochs)}."""
-    d = data.digits(size)
+    d = datasets.digits(size)
     ds = d.pipeline("train", batch, drop_remainder=True).repeat(repeat)
     steps = d.num_train // batch * repeat
     fns = {}

@@ -208,13 +208,13 @@ def _frozen_child(name, size, batch, rounds):
 def digits_agreement(epochs):
     """Top-1 agreement between fp32 and the folded bf16 path of a model trained here, on the
     held-out digits test images (real data): the accuracy cost of the fast path."""
-    from keras_classics import data, training
+    from keras_classics import datasets, training
 
     with tempfile.TemporaryDirectory() as d:
         run = training.train("resnet18", epochs=epochs, batch_size=64, output=d, verbose=0)
     fp32, summary = run.model, run.summary
     fast = kc.fuse_batchnorm(fp32, dtype=fast_dtype())
-    xs = np.concatenate([x.numpy() for x, _ in data.digits(32).pipeline("test", 64)])
+    xs = np.concatenate([x.numpy() for x, _ in datasets.digits(32).pipeline("test", 64)])
     a = np.argmax(fp32.predict(xs, verbose=0), -1)
     b = np.argmax(fast.predict(xs, verbose=0), -1)
     return {"images": len(xs), "agreement": float(np.mean(a == b)),

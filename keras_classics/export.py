@@ -211,9 +211,9 @@ def export_saved_model(model, base_dir, version=None, fuse_bn=True, top_k=5, lab
 def held_out_digits(image_size, preprocessing="torch", count=50):
     """``count`` images of the embedded digits' test split, resized to ``image_size`` and
     preprocessed as in training: real inputs for parity checks."""
-    from . import data
+    from . import datasets
 
-    batch = next(iter(data.digits(image_size[0]).pipeline(
+    batch = next(iter(datasets.digits(image_size[0]).pipeline(
         "test", count, preprocessing=preprocessing)))[0]
     if image_size[0] != image_size[1]:
         batch = tf.image.resize(batch, image_size)

@@ -20,7 +20,7 @@ import re
 import keras
 import numpy as np
 
-from . import data as data_lib
+from . import datasets
 from . import training
 from .models._common import classifier
 from .registry import model_info, resolve
@@ -130,7 +130,7 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
                               if not str(backbone).endswith(".keras") else None)
         if size is None:  # a .keras backbone: its own input size
             size = keras.saving.load_model(backbone, compile=False).input_shape[1]
-        data = data_lib.load(dataset, size)
+        data = datasets.load(dataset, size)
     shape = (data.image_size, data.image_size, 3)
     per_class = data.num_train / data.num_classes
     chosen = choose_regime(regime, per_class)
@@ -192,9 +192,9 @@ def digits_experiment(per_class=10, pretrain_epochs=8, epochs=20, model="resnet2
     """The lecture's regimes on real data, offline: pretrain ``model`` on digits 0–4, transfer
     to digits 5–9 with ``per_class`` labels per class, and compare small / medium / large with
     training from scratch, all evaluated on the held-out 5–9 test images."""
-    full = data_lib.digits(image_size, seed)
-    source = data_lib.subset(full, list(range(5)))
-    target = data_lib.subset(full, list(range(5, 10)), per_class=per_class, seed=seed)
+    full = datasets.digits(image_size, seed)
+    source = datasets.subset(full, list(range(5)))
+    target = datasets.subset(full, list(range(5, 10)), per_class=per_class, seed=seed)
     pre = training.train(model, data=source, epochs=pretrain_epochs, batch_size=32,
                          image_size=image_size, output=os.path.join(output, "pretrain"),
                          verbose=0, seed=seed)

@@ -150,10 +150,10 @@ def prepare(model, images, mode):
 
 def dataset_images(name="digits", image_size=32, split="test", limit=500, data_dir=None):
     """``(images (N, S, S, 3) in [0, 255], labels, class names)``: the first ``limit`` images
-    of a split of a :func:`keras_classics.data.load` dataset (held-out by default)."""
-    from . import data
+    of a split of a :func:`keras_classics.datasets.load` dataset (held-out by default)."""
+    from . import datasets
 
-    d = data.load(name, image_size, data_dir=data_dir)
+    d = datasets.load(name, image_size, data_dir=data_dir)
     images, labels = [], []
     in_memory = isinstance(getattr(d, split), tuple)  # read to the end: it is cached
     for x, y in d.pipeline(split, 64, shuffle=False, preprocessing=None):

@@ -81,3 +81,27 @@ def test_family_modules_export_what_they_register():
         # a public named builder is registered (the generic ones are reached through patterns)
         assert builder in registered or builder.__name__ in (
             "VGG", "ResNet", "CifarResNet", "WideResNet", "DenseNet", "DenseNetBC"), name
+
+
+def test_the_guides_one_line_adds_a_variant():
+    """ADDING_A_MODEL.md's example, run in a copy of resnet.py's namespace: one line gives a
+    registered, exported-by-name, buildable model that keeps the contract."""
+    from keras_classics.models import resnet
+
+    guide = (Path(__file__).resolve().parents[1] / "ADDING_A_MODEL.md").read_text()
+    example = re.search(r"```python\n# keras_classics/models/resnet.py\n(.*?)```", guide,
+                        re.S).group(1)
+    namespace = dict(vars(resnet))
+    assert "resnet200" not in registry.MODELS
+    exec(example, namespace)
+    try:
+        builder = namespace["ResNet200"]
+        assert kc.model_info("resnet200").builder is builder and builder.__name__ == "ResNet200"
+        assert kc.model_info("resnet200").family == "resnet"
+        assert "resnet200" in kc.list_models("resnet")
+        model = kc.get_model("resnet200", include_top=False, input_shape=(32, 32, 3))
+        assert model.name == "resnet200" and len(backbone_stages(model)) == 5
+        with pytest.raises(ValueError, match="resnet200: no public ImageNet weights"):
+            builder(weights="imagenet")  # the variant's own name is its weights key
+    finally:
+        registry.MODELS.pop("resnet200", None)

@@ -15,7 +15,7 @@ import sklearn
 import tensorflow as tf
 
 import keras_classics as kc
-from keras_classics import data, export, fuse_batchnorm
+from keras_classics import datasets, export, fuse_batchnorm
 
 from conftest import assert_close, load_tool
 
@@ -352,7 +352,7 @@ def test_tflite_of_a_trained_model_agrees_with_keras_on_held_out_digits(trained,
                           str(run / "model.keras"), "--out", str(tmp_path), "--format",
                           "tflite"], capture_output=True, text=True, env=ENV, timeout=600)
     assert res.returncode == 0, res.stderr
-    x, y = next(iter(data.digits(32).pipeline("test", 50)))  # as trained: torch mode
+    x, y = next(iter(datasets.digits(32).pipeline("test", 50)))  # as trained: torch mode
     x, y = np.asarray(x), np.asarray(y)
     got = tflite_outputs(tmp_path / "model.tflite", x)
     ref = np.asarray(model.predict(x, verbose=0))

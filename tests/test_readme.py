@@ -194,9 +194,9 @@ def test_training_export_and_finetune_commands(copy):
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     for split in ("train", "validation"):
         assert any(f.startswith("events.out.tfevents") for f in os.listdir(run / "logs" / split))
-    from keras_classics import data
+    from keras_classics import datasets
     model = keras.saving.load_model(run / "model.keras")
-    x, y = next(iter(data.digits(32).pipeline("test", 64)))
+    x, y = next(iter(datasets.digits(32).pipeline("test", 64)))
     assert (np.asarray(model(x)).argmax(1) == y.numpy()).mean() > 0.9
     # "-> serving/digits/1/", then the second export of the same folder is version 2
     assert (copy / "serving" / "digits" / "1" / "saved_model.pb").exists()

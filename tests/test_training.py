@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_classics import data, training
+from keras_classics import datasets, training
 from keras_classics.registry import resolve
 
 from conftest import load_tool  # noqa: E402
@@ -130,14 +130,14 @@ def test_tfds_dataset_through_mock_data(tmp_path):
                                  image_size=16, output=str(tmp_path), verbose=0).summary
         # names with a config or a version are dataset names, not folders
         for name in ("imagenette/160px-v2", "cifar10:3.0.2"):
-            d = data.load(name, image_size=16)
+            d = datasets.load(name, image_size=16)
             assert d.name == name and d.num_classes == 10 and d.num_train > 0
     assert summary["dataset"] == "cifar10" and summary["epochs"] == 1
     with open(tmp_path / "history.csv") as f:
         row = next(csv.DictReader(f))
     assert summary["final_val_accuracy"] == pytest.approx(float(row["val_accuracy"]))
     with pytest.raises(ValueError, match="'no/such/folder' is neither an existing folder nor"):
-        data.load("no/such/folder")
+        datasets.load("no/such/folder")
 
 
 def test_bad_input(tmp_path):
@@ -195,7 +195,7 @@ def test_aux_losses_weighted_0_3():
 
 @pytest.mark.slow
 def test_googlenet_with_aux_heads_mixed_precision_and_xla(tmp_path):
-    digits = data.subset(data.digits(79), list(range(10)), per_class=20)  # XLA compiles most
+    digits = datasets.subset(datasets.digits(79), list(range(10)), per_class=20)  # XLA compiles most
     result = training.train("googlenet", data=digits, epochs=1, batch_size=32, image_size=79,
                             output=str(tmp_path), verbose=0, precision="mixed_bfloat16",
                             jit=True, model_kwargs={"aux_logits": True})
@@ -304,32 +304,32 @@ def write_images(root, counts, size=20, seed=0):
 
 def test_folder_dataset_streams_and_splits_by_class(tmp_path):
     write_images(tmp_path / "imgs", {"cat": 20, "dog": 40})
-    d = data.load(str(tmp_path / "imgs"), image_size=16)
+    d = datasets.load(str(tmp_path / "imgs"), image_size=16)
     assert d.num_classes == 2 and d.class_names == ["cat", "dog"]
-    assert isinstance(d.train, data.Files)  # file names in memory, pixels read per batch
+    assert isinstance(d.train, datasets.Files)  # file names in memory, pixels read per batch
     for split, share in (("train", 0.7), ("val", 0.15)):  # stratified: each class's share
         labels = getattr(d, split).labels
         assert np.bincount(labels).tolist() == [int(share * 20), int(share * 40)], split
     assert len(d.test.labels) == 60 - d.num_train - len(d.val.labels)
     assert len(set(d.train.paths) | set(d.val.paths) | set(d.test.paths)) == 60
-    again, other = data.load(str(tmp_path / "imgs"), 16), data.load(str(tmp_path / "imgs"), 16,
+    again, other = datasets.load(str(tmp_path / "imgs"), 16), datasets.load(str(tmp_path / "imgs"), 16,
                                                                    seed=1)
     assert again.test.paths == d.test.paths and other.test.paths != d.test.paths
     x, y = next(iter(d.pipeline("train", 4)))
     assert x.shape == (4, 16, 16, 3)
     with pytest.raises(ValueError, match=r"ILSVRC2012_img_train.tar .* place them in .*manual"):
-        data.load("imagenet2012", data_dir=str(tmp_path / "tfds"))
+        datasets.load("imagenet2012", data_dir=str(tmp_path / "tfds"))
 
 
 def test_folder_dataset_bad_files_are_named(tmp_path):
     write_images(tmp_path / "one", {"cat": 5})
     with pytest.raises(ValueError, match="1 class subfolder.*at least 2 are needed"):
-        data.load(str(tmp_path / "one"), 16)
+        datasets.load(str(tmp_path / "one"), 16)
     write_images(tmp_path / "imgs", {"cat": 10, "dog": 10})
     junk = tmp_path / "imgs" / "dog" / "notes.png"
     junk.write_text("not an image")
     with pytest.raises(ValueError, match=f"{junk}: not a readable image"):
-        data.load(str(tmp_path / "imgs"), 16)
+        datasets.load(str(tmp_path / "imgs"), 16)
     # a PNG header on a truncated file passes the quick check and fails to decode in training
     good = (tmp_path / "imgs" / "cat" / "0.png").read_bytes()
     junk.write_bytes(good[:60])

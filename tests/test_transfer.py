@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import keras_classics as kc
-from keras_classics import data, transfer
+from keras_classics import datasets, transfer
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -50,11 +50,11 @@ def test_regimes_freeze_by_stage_and_bn_stays_in_inference_mode():
 
 
 def test_fine_tune_two_phases_and_lower_lr(tmp_path):
-    digits = data.digits(32)
-    source = data.subset(digits, [0, 1, 2])
+    digits = datasets.digits(32)
+    source = datasets.subset(digits, [0, 1, 2])
     pre = kc.training.train("wrn_10_1", data=source, epochs=1, batch_size=32,
                             output=str(tmp_path / "pre"), verbose=0)
-    target = data.subset(digits, [3, 4], per_class=20)
+    target = datasets.subset(digits, [3, 4], per_class=20)
     res = transfer.fine_tune(str(tmp_path / "pre" / "model.keras"), data=target,
                              regime="large", epochs=1, lr=1e-2, batch_size=10,
                              output=str(tmp_path / "ft"))
@@ -82,13 +82,13 @@ def test_fine_tune_two_phases_and_lower_lr(tmp_path):
 
 def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match="unknown regime 'huge'; allowed: auto, small"):
-        transfer.fine_tune("resnet18", regime="huge", data=data.digits(32))
+        transfer.fine_tune("resnet18", regime="huge", data=datasets.digits(32))
     with pytest.raises(ValueError, match="alexnet needs inputs of at least 67x67"):
-        transfer.fine_tune("alexnet", data=data.digits(32))
+        transfer.fine_tune("alexnet", data=datasets.digits(32))
     x = keras.Input((8, 8, 3))
     keras.Model(x, keras.layers.Conv2D(2, 3)(x)).save(tmp_path / "seg.keras")
     with pytest.raises(ValueError, match="is not a classifier: its last layer is Conv2D"):
-        transfer.fine_tune(str(tmp_path / "seg.keras"), data=data.digits(8))
+        transfer.fine_tune(str(tmp_path / "seg.keras"), data=datasets.digits(8))
     bad = subprocess.run([sys.executable, str(ROOT / "tools" / "finetune.py"), "resnet18",
                           "--regime", "huge"], capture_output=True, text=True, env=ENV,
                          timeout=300)
@@ -121,7 +121,7 @@ def test_fine_tuning_feeds_the_backbone_its_weights_preprocessing(
     from conftest import serve_keras_source
 
     serve_keras_source(monkeypatch, http_root, name, published(name, False), include_top=False)
-    digits = data.subset(data.digits(32), list(range(10)), per_class=2)
+    digits = datasets.subset(datasets.digits(32), list(range(10)), per_class=2)
     spies, real = [], transfer.transfer_model
 
     def spying(backbone, classes, trainable_stages, dropout=0.2):

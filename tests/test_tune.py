@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import recipes
-from keras_classics import data
+from keras_classics import recipes
+from keras_classics import datasets
 from keras_classics.training.precision import fast_precision
-from recipes import base, search
+from keras_classics.recipes import base, search
 
 from conftest import call_tool
 
@@ -55,7 +55,7 @@ def architecture(model):
 @pytest.mark.parametrize("name", recipes.RECIPES)
 def test_every_recipe_space_builds_valid_models_at_its_extremes(name):
     cls = recipes.get(name)
-    hm = cls(data.digits(cls.image_size), image_size=cls.image_size)
+    hm = cls(datasets.digits(cls.image_size), image_size=cls.image_size)
     built = {}
     for hp_name, value, hp in extremes(hm):
         model = hm.make(hp)
@@ -75,7 +75,7 @@ def test_every_recipe_space_builds_valid_models_at_its_extremes(name):
 def test_unknown_recipe_and_out_of_range_values():
     with pytest.raises(ValueError, match="unknown recipe 'lenet'; allowed: zfnet, wide_resnet"):
         recipes.get("lenet")
-    digits = data.digits(64)
+    digits = datasets.digits(64)
     with pytest.raises(ValueError, match="at least 105x105, got --image-size 64"):
         recipes.get("zfnet")(digits, image_size=64)
     with pytest.raises(ValueError, match="epochs must be a positive int, got 0"):
@@ -87,7 +87,7 @@ def test_unknown_recipe_and_out_of_range_values():
 
 
 def test_budget_skips_configurations_over_it():
-    hm = recipes.get("wide_resnet")(data.digits(32), budget_params=600_000)
+    hm = recipes.get("wide_resnet")(datasets.digits(32), budget_params=600_000)
     hp = kt.HyperParameters()
     hm.space(hp)
     hp.values.update(net="WRN-16-2")  # 0.69 M
@@ -99,9 +99,9 @@ def test_budget_skips_configurations_over_it():
 
 def test_wide_resnet_pairs_have_about_equal_parameters():
     """The grid's pairs, thin-deep then wide-shallow, differ by at most 25% in parameters."""
-    from recipes.wide_resnet import PAIRS
+    from keras_classics.recipes.wide_resnet import PAIRS
 
-    hm = recipes.get("wide_resnet")(data.digits(32))
+    hm = recipes.get("wide_resnet")(datasets.digits(32))
     names = list(PAIRS)
     for deep, wide in zip(names[::2], names[1::2]):
         (d1, w1), (d2, w2) = PAIRS[deep], PAIRS[wide]
@@ -233,7 +233,7 @@ def test_distributed_search_chief_and_two_workers(tmp_path):
 
 @pytest.mark.slow
 def test_bayesian_tuner_runs(tmp_path):
-    report = search.run(recipes.get("norm"), data.digits(16), "norm", tuner="bayesian",
+    report = search.run(recipes.get("norm"), datasets.digits(16), "norm", tuner="bayesian",
                         max_trials=2, epochs=2, image_size=16, directory=str(tmp_path),
                         seeds=1)
     done = [r for r in report["trials"] if r["status"] == "completed"]
@@ -244,7 +244,7 @@ def test_bayesian_tuner_runs(tmp_path):
 @pytest.mark.slow
 def test_hyperband_resumes_trials_from_their_checkpoints(tmp_path):
     # max_epochs 3, factor 3: a bracket trains trials 1 epoch, then continues the best to 3
-    report = search.run(recipes.get("norm"), data.digits(16), "norm", tuner="hyperband",
+    report = search.run(recipes.get("norm"), datasets.digits(16), "norm", tuner="hyperband",
                         epochs=3, image_size=16, directory=str(tmp_path), seeds=1)
     project = tmp_path / "norm"
     trials = [json.loads(p.read_text()) for p in project.glob("trial_*/trial.json")]
@@ -266,14 +266,14 @@ def test_hyperband_resumes_trials_from_their_checkpoints(tmp_path):
 
 @pytest.mark.slow
 def test_rerun_with_other_settings_and_second_chief_are_refused(tmp_path):
-    digits = data.digits(16)
+    digits = datasets.digits(16)
     kw = dict(tuner="random", max_trials=1, image_size=16, directory=str(tmp_path), seeds=1)
     search.run(recipes.get("norm"), digits, "norm", epochs=1, **kw)
     with pytest.raises(ValueError, match=r"(?s)other settings:.*epochs: 1 in settings.json, 2 "
                                          r"now.*--overwrite"):
         search.run(recipes.get("norm"), digits, "norm", epochs=2, **kw)
     with pytest.raises(ValueError, match="image_size: 16 in settings.json, 20 now"):
-        search.run(recipes.get("norm"), data.digits(20), "norm", epochs=1,
+        search.run(recipes.get("norm"), datasets.digits(20), "norm", epochs=1,
                    **{**kw, "image_size": 20})
     holder = subprocess.Popen(
         [sys.executable, "-c", "import filelock, sys, time; lock = filelock.FileLock(sys.argv"

@@ -15,7 +15,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from keras_classics import data as data_lib, training, transfer  # noqa: E402
+from keras_classics import datasets, training, transfer  # noqa: E402
 from keras_classics.cli import (add_precision_arguments, positive_float,  # noqa: E402
                                 positive_int, warn_if_gpus_unused)
 
@@ -61,10 +61,10 @@ def main(argv=None):
         data = None
         if args.per_class:
             size = args.image_size or 32
-            full = data_lib.load(args.dataset, size)
-            if not isinstance(full.train, (tuple, data_lib.Files)):
+            full = datasets.load(args.dataset, size)
+            if not isinstance(full.train, (tuple, datasets.Files)):
                 p.error("--per-class works with the digits and folder datasets")
-            data = data_lib.subset(full, list(range(full.num_classes)), args.per_class,
+            data = datasets.subset(full, list(range(full.num_classes)), args.per_class,
                                    relabel=False)
         summary = transfer.fine_tune(
             args.model, dataset=args.dataset, weights=args.weights, regime=args.regime,

@@ -18,13 +18,11 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import recipes  # noqa: E402
-from keras_classics import analysis, data as data_lib, training  # noqa: E402
+from keras_classics import analysis, datasets, recipes, training  # noqa: E402
 from keras_classics.cli import (add_precision_arguments, positive_int,  # noqa: E402
                                 warn_if_gpus_unused)
-from recipes import search  # noqa: E402
+from keras_classics.recipes import search  # noqa: E402
 
 
 def main(argv=None):
@@ -60,7 +58,7 @@ def main(argv=None):
         cls = recipes.get(args.recipe)
         args.tuner = args.tuner or cls.default_tuner
         size = args.image_size or cls.image_size
-        data = data_lib.load(args.dataset, size, args.data_dir)
+        data = datasets.load(args.dataset, size, args.data_dir)
         print(f"{args.recipe}: {args.tuner} search on {data.name} ({data.num_train} training "
               f"images at {size}x{size}), {args.max_trials or cls.max_trials} trials of "
               f"{args.epochs or cls.epochs} epochs x {args.seeds or cls.seeds} seeds -> "

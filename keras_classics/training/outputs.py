@@ -10,7 +10,7 @@ import io
 import json
 import os
 
-from .. import data as data_lib
+from .. import datasets
 
 
 def atomic_write(path, text):
@@ -65,4 +65,4 @@ def saved_preprocessing(model_path):
             mode = json.load(f).get("preprocessing", "torch")
     except (OSError, ValueError, AttributeError):
         return "torch"
-    return mode if mode in data_lib.MODES else "torch"
+    return mode if mode in datasets.MODES else "torch"

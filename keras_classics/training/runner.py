@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import data as data_lib
+from .. import datasets
 from ..registry import model_info, resolve
 from ..weights import preprocessing_of, weights_info
 from . import checkpoints as ckpt_lib, outputs
@@ -61,7 +61,7 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     loop state), TensorBoard ``logs/``, ``history.csv``, ``curves.png``, ``model.keras`` and
     ``summary.json``. Rerunning the same call resumes; a call with other settings (model,
     data, sizes, recipe and overrides, seed, replicas, precision) is refused unless
-    ``overwrite``. ``data`` (a :class:`keras_classics.data.Data`) replaces ``dataset``;
+    ``overwrite``. ``data`` (a :class:`keras_classics.datasets.Data`) replaces ``dataset``;
     ``build_model(classes, input_shape)`` replaces the registry builder (transfer learning,
     tuning). Augmentation defaults to the recipe's, except on the digits, which are only
     cropped. ``preprocessing`` defaults to that of the pretrained weights the model was built
@@ -88,9 +88,9 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     if initial_epoch >= epochs:
         raise ValueError(f"initial_epoch {initial_epoch} must be below epochs {epochs}")
-    if preprocessing is not None and preprocessing not in data_lib.MODES:
+    if preprocessing is not None and preprocessing not in datasets.MODES:
         raise ValueError(f"unknown preprocessing {preprocessing!r}; allowed: "
-                         f"{', '.join(data_lib.MODES)}")
+                         f"{', '.join(datasets.MODES)}")
     policy = resolve_precision(precision)
     info = model_info(model) if build_model is None else None
     image_size = image_size or (info.default_size if info and info.dataset == "cifar" else 32)
@@ -102,7 +102,7 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     if batch % replicas:
         raise ValueError(f"the global batch size {batch} must be divisible by the "
                          f"{replicas} replicas")
-    data = data or data_lib.load(dataset, image_size, data_dir, seed)
+    data = data or datasets.load(dataset, image_size, data_dir, seed)
     if augment is None and data.name == "digits":  # a flipped digit is another digit
         rec = dataclasses.replace(rec, augment=("crop",))
     steps_per_epoch = data.num_train // batch
