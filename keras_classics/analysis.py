@@ -15,14 +15,20 @@ Conventions (printed with every table, see :data:`CONVENTIONS`):
   every output except those a framework computes in place or as a view (Activation, ReLU,
   Dropout, Flatten, Reshape, identity layers), i.e. what the lecture's VGG16 table counts.
 """
+import collections
 import csv
 import dataclasses
 import io
 import json
 import math
+import os
 
 import keras
 import numpy as np
+import tensorflow as tf
+
+from .layers import inception_v1_module
+from .registry import list_models, model_info
 
 CONVENTIONS = (
     "MACs: multiply-accumulates of Conv/Dense/SE weights (biases not counted; FLOPs = 2 x MACs). "
@@ -285,8 +291,6 @@ def profile(model_or_name, input_shape=None, batch_size=1, dtype=None):
     dtype. Returns a :class:`Profile`.
     """
     if isinstance(model_or_name, str):
-        from .registry import model_info
-
         info = model_info(model_or_name)
         kwargs = {"input_shape": tuple(input_shape)} if input_shape is not None else {}
         model = info.build(**kwargs)
@@ -322,9 +326,7 @@ def tf_profiler_flops(model, input_shape=None, batch_size=1):
     multiply-add for Conv2D, DepthwiseConv2dNative and MatMul. Ops without registered
     statistics are left out. Used to cross-check :func:`profile`; it traces the model, so it is
     much slower than profile()."""
-    import collections
-
-    import tensorflow as tf
+    # TensorFlow's graph statistics are internal API: imported only where they are used
     from tensorflow.python.framework import ops as tf_ops
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2)
@@ -438,8 +440,6 @@ def inception_example(input_shape=(28, 28, 256)):
     """The lecture's Inception module comparison at a 28×28×256 input, computed from the
     layers: ``{"naive"|"reduced": {"convs": [(name, MACs)], "macs": total, "slide": printed,
     "output_channels": C}}``."""
-    from .layers import inception_v1_module
-
     result = {}
     for kind, (filters, slide) in LECTURE_INCEPTION.items():
         x = keras.Input(input_shape)
@@ -457,8 +457,6 @@ def analyze_zoo(names=None, progress=None):
     """Profile registered models at their standard input: one dict per model with params,
     GMACs, activations (per image), activation MiB and published top-1 (or None).
     ``progress(i, n, name)`` is called before each model."""
-    from .registry import list_models, model_info
-
     names = list(names or list_models())
     rows = []
     for i, name in enumerate(names, start=1):
@@ -477,7 +475,7 @@ def analyze_zoo(names=None, progress=None):
 def plot_zoo(rows, path):
     """Canziani et al. 2017 style chart: GMACs against parameters (marker area ∝ activation
     memory) and, where a published top-1 exists, top-1 against GMACs (area ∝ parameters)."""
-    import matplotlib
+    import matplotlib  # not imported with the package (it is slow): only when plotting
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -521,7 +519,5 @@ def plot_zoo(rows, path):
     tmp = f"{path}.tmp.png"
     fig.savefig(tmp, dpi=130)
     plt.close(fig)
-    import os
-
     os.replace(tmp, path)
     return path

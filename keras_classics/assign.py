@@ -5,6 +5,7 @@ refused). Used by ``weights`` (pretrained files) and ``convert`` (PyTorch checkp
 therefore do not import each other's halves."""
 import os
 
+import h5py
 import keras
 import numpy as np
 
@@ -12,8 +13,6 @@ import numpy as np
 def _h5_child(group, path, kind):
     """``group[path]`` refusing soft and external links on the way, external and virtual
     datasets (HDF5 features that make a file read other files: Keras refuses them too)."""
-    import h5py
-
     node = group
     for part in path.split("/"):
         if not part or part not in node:
@@ -34,8 +33,6 @@ def read_legacy_h5(path):
     of Keras' published weights: Keras 2 names, a ``/`` in a name nests groups, datasets named
     ``<layer>/<weight>:0``), in file order, layers without weights left out. Files that are not
     readable, or that use links or external storage, raise a ValueError naming the file."""
-    import h5py
-
     def text(values):
         return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 

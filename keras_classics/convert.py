@@ -11,6 +11,7 @@ import os
 import re
 
 import numpy as np
+from safetensors.numpy import load_file
 
 from .assign import assign_by_name
 
@@ -24,7 +25,6 @@ def read_checkpoint(path):
     state dict. Unreadable files and non-tensor values raise a ValueError naming the file."""
     path = os.fspath(path)
     if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
 
         try:
             return dict(load_file(path))
@@ -42,7 +42,7 @@ def read_checkpoint(path):
             raise ValueError(f"{path}: not a readable .npz file ({err})") from err
     if path.endswith((".pth", ".pt", ".bin")):
         try:
-            import torch
+            import torch  # optional (the [torch] extra): only .pth files need it
         except ImportError as err:
             raise ValueError(f"{path}: reading PyTorch checkpoints needs PyTorch (pip install "
                              "'keras_classics[torch]'), or convert it where PyTorch is "
@@ -77,7 +77,7 @@ def _tensors(path, arrays):
     return arrays
 
 
-# ---- family key maps: checkpoint module name -> (our layer, kind) -------------------------
+# ---- layouts (one key map per checkpoint layout): module name -> (our layer, kind) -------
 def _block(m, part):
     return f"conv{int(m[1]) + 1}_block{int(m[2]) + 1}_{part}"
 
@@ -137,7 +137,7 @@ def _bn(kind):
     return "_bn" if kind == "bn" else ""
 
 
-def _sequential_rules(model, family):
+def _sequential_rules(model, layout):
     """torchvision's ``features.N`` / ``classifier.N`` indices for AlexNet and VGG, read off
     our layer sequence (conv [bn] relu ... pool), plus the three classifier Linears."""
     mapping, idx = {}, 0
@@ -152,7 +152,7 @@ def _sequential_rules(model, family):
         elif kind in ("Activation", "MaxPooling2D"):
             idx += 1
     dense = [layer.name for layer in model.layers if type(layer).__name__ == "Dense"]
-    for i, name in zip(CLASSIFIER[family], dense):
+    for i, name in zip(CLASSIFIER[layout], dense):
         mapping[f"classifier.{i}"] = (name, "linear")
     return mapping
 
@@ -168,14 +168,14 @@ def _fix_legacy_densenet(key):
     return m.group(1) + m.group(2) if m else key
 
 
-def convert_state_dict(model, state, family, include_top=True):
-    """Map a PyTorch ``state`` ({key: array}) of ``family`` (resnet, senet, densenet,
+def convert_state_dict(model, state, layout, include_top=True):
+    """Map a PyTorch ``state`` ({key: array}) of ``layout`` (resnet, senet, densenet,
     googlenet, alexnet, vgg) onto ``model`` and set its weights, all or nothing."""
-    if family not in HEADS:
-        raise ValueError(f"unknown checkpoint family {family!r}; allowed: "
+    if layout not in HEADS:
+        raise ValueError(f"unknown checkpoint layout {layout!r}; allowed: "
                          f"{', '.join(sorted(HEADS))}")
-    drop = [] if include_top else list(HEADS[family])  # no classifier in the model
-    if family == "googlenet" and not any(l.name.startswith("aux") for l in model.layers):
+    drop = [] if include_top else list(HEADS[layout])  # no classifier in the model
+    if layout == "googlenet" and not any(l.name.startswith("aux") for l in model.layers):
         drop += ["aux1.", "aux2."]  # torchvision ships the auxiliary heads; not built here
     state = {_fix_legacy_densenet(k): v for k, v in state.items()
              if not k.endswith("num_batches_tracked") and not k.startswith(tuple(drop))}
@@ -183,13 +183,13 @@ def convert_state_dict(model, state, family, include_top=True):
     for key in state:
         module, _, part = key.rpartition(".")
         modules.setdefault(module, {})[part] = key
-    sequential = _sequential_rules(model, family) if family in CLASSIFIER else None
+    sequential = _sequential_rules(model, layout) if layout in CLASSIFIER else None
     flat_input = _flatten_inputs(model)
     arrays, unmapped = {}, []
     for module, parts in modules.items():
         target = sequential.get(module) if sequential is not None else None
         if sequential is None:
-            for pattern, fn in RULES[family]:
+            for pattern, fn in RULES[layout]:
                 m = re.fullmatch(pattern, module)
                 if m:
                     target = fn(m)
@@ -236,6 +236,6 @@ def _flatten_inputs(model):
     return out
 
 
-def convert_checkpoint(model, path, family, include_top=True):
+def convert_checkpoint(model, path, layout, include_top=True):
     """:func:`read_checkpoint` then :func:`convert_state_dict`."""
-    return convert_state_dict(model, read_checkpoint(path), family, include_top=include_top)
+    return convert_state_dict(model, read_checkpoint(path), layout, include_top=include_top)

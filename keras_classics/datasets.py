@@ -119,6 +119,7 @@ def _augmenter(augment, size, seed):
 def digits(image_size=32, seed=0):
     """scikit-learn's bundled handwritten digits (1,797 8×8 images, 10 classes), offline.
     Fixed stratified split: 60% train, 20% validation, 20% test; pixels scaled to [0, 255]."""
+    # scikit-learn and tensorflow-datasets take seconds to import: only when their data is used
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -166,7 +167,7 @@ IMAGENET_MANUAL = ("imagenet2012 cannot be downloaded automatically: download "
 def tfds_data(name, image_size, data_dir=None, seed=0):
     """Any tensorflow-datasets name; validation is the "validation" split when the dataset has
     one, else the last 10% of "train"."""
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # seconds to import: only for its datasets
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)

@@ -23,12 +23,14 @@ import os
 import shutil
 import tempfile
 import uuid
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras.applications import imagenet_utils
 
+from . import datasets
 from .fusion import fuse_batchnorm
 from .weights import preprocessing_of
 
@@ -211,8 +213,6 @@ def export_saved_model(model, base_dir, version=None, fuse_bn=True, top_k=5, lab
 def held_out_digits(image_size, preprocessing="torch", count=50):
     """``count`` images of the embedded digits' test split, resized to ``image_size`` and
     preprocessed as in training: real inputs for parity checks."""
-    from . import datasets
-
     batch = next(iter(datasets.digits(image_size[0]).pipeline(
         "test", count, preprocessing=preprocessing)))[0]
     if image_size[0] != image_size[1]:
@@ -294,8 +294,6 @@ def _keras_outputs(model, images):
 
 
 def _tflite_outputs(path, images):
-    import warnings
-
     with warnings.catch_warnings():  # "use ai_edge_litert": not a dependency of ours
         warnings.simplefilter("ignore")
         interpreter = tf.lite.Interpreter(model_path=path)

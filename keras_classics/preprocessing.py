@@ -13,6 +13,9 @@ from importlib import resources
 import numpy as np
 from keras.applications import imagenet_utils
 
+from .registry import model_info
+from .weights import weights_info
+
 MODES = ("caffe", "tf", "torch")
 
 
@@ -20,11 +23,7 @@ def mode_of(model):
     """The preprocessing mode for ``model``: a registry name (its ImageNet weights' mode) or a
     model built with ``weights="imagenet"`` (the mode of the weights it holds)."""
     if isinstance(model, str):
-        from .registry import model_info
-
         return model_info(model).preprocessing
-    from .weights import weights_info
-
     record = weights_info(model)
     if record is None:
         raise ValueError(f"{getattr(model, 'name', model)!r} was not built with "

@@ -168,7 +168,7 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
     for name, stages, n_epochs, phase_lr in phases:
         run = training.train(
             data=data, build_model=build(stages, start), epochs=n_epochs,
-            batch_size=batch_size, image_size=data.image_size, recipe="adam", lr=phase_lr,
+            batch_size=batch_size, image_size=data.image_size, preset="adam", lr=phase_lr,
             strategy=strategy, output=os.path.join(output, f"phase_{name}"), verbose=verbose,
             seed=seed, augment=(), preprocessing=preprocessing, overwrite=overwrite,
             precision=precision)
@@ -206,7 +206,7 @@ def digits_experiment(per_class=10, pretrain_epochs=8, epochs=20, model="resnet2
         res = fine_tune(path, data=target, regime=regime, epochs=epochs, lr=1e-2,
                         batch_size=10, output=os.path.join(output, "transfer"), seed=seed)
         rows.append({"setting": f"transfer, {regime}", "test_accuracy": res["test_accuracy"]})
-    scratch = training.train(model, data=target, epochs=epochs * 2, recipe="adam",
+    scratch = training.train(model, data=target, epochs=epochs * 2, preset="adam",
                              batch_size=10, image_size=image_size,
                              output=os.path.join(output, "scratch"), verbose=0, seed=seed,
                              augment=())

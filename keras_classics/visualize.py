@@ -24,13 +24,17 @@ import os
 import weakref
 
 import keras
+import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 from keras.applications import imagenet_utils
 
+from . import datasets
 from .layers import LocalResponseNormalization
-from .training.precision import with_policy
 from .preprocessing import MODES
+from .registry import resolve
+from .training.outputs import saved_preprocessing
+from .training.precision import with_policy
 
 RULES = ("deconvnet", "guided")
 
@@ -45,15 +49,11 @@ def load(model, weights=None, image_size=None):
     if str(model).endswith(".keras"):
         if not os.path.isfile(model):
             raise FileNotFoundError(f"no such model file: {model}")
-        from .training.outputs import saved_preprocessing
-
         net = keras.saving.load_model(model, compile=False)
         if weights:
             net.load_weights(weights)
         mode = saved_preprocessing(model)
     else:
-        from .registry import resolve
-
         kwargs = {"weights": weights}
         if image_size:
             kwargs["input_shape"] = (image_size, image_size, 3)
@@ -151,8 +151,6 @@ def prepare(model, images, mode):
 def dataset_images(name="digits", image_size=32, split="test", limit=500, data_dir=None):
     """``(images (N, S, S, 3) in [0, 255], labels, class names)``: the first ``limit`` images
     of a split of a :func:`keras_classics.datasets.load` dataset (held-out by default)."""
-    from . import datasets
-
     d = datasets.load(name, image_size, data_dir=data_dir)
     images, labels = [], []
     in_memory = isinstance(getattr(d, split), tuple)  # read to the end: it is cached
@@ -424,8 +422,6 @@ def _display(image):
 
 def _save(fig, path):
     """Write ``fig`` to ``path`` atomically (a temporary name, then renamed)."""
-    import matplotlib.pyplot as plt
-
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -435,8 +431,6 @@ def _save(fig, path):
 
 def plot_filters(tiles, path, title):
     """One tile per filter, row by row in the layer's order."""
-    import matplotlib.pyplot as plt
-
     rows, cols = _grid(len(tiles))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.6 + 0.4, rows * 0.6 + 0.8),
                              squeeze=False)
@@ -450,8 +444,6 @@ def plot_filters(tiles, path, title):
 
 def plot_maps(image, maps, path, title, most=64):
     """The input and up to ``most`` channels of a feature map on one colour scale."""
-    import matplotlib.pyplot as plt
-
     n = min(most, maps.shape[-1])
     rows, cols = _grid(n + 1)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1 + 1, rows * 1.1 + 0.8),
@@ -472,8 +464,6 @@ def plot_maps(image, maps, path, title, most=64):
 
 
 def plot_top(images, order, values, path, title):
-    import matplotlib.pyplot as plt
-
     rows, cols = _grid(len(order))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.4, rows * 1.5 + 0.6), squeeze=False)
     for i, ax in enumerate(axes.flat):
@@ -487,8 +477,6 @@ def plot_top(images, order, values, path, title):
 
 def plot_projections(image, rows, path, title):
     """``rows``: ``[(channel, deconvnet (H, W, 3), guided (H, W, 3))]``, side by side."""
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(len(rows), 3, figsize=(6.3, 2.1 * len(rows) + 0.5), squeeze=False)
     for (channel, deconv, guided), row in zip(rows, axes):
         for ax, img, name in zip(row, (image, deconv, guided),
@@ -509,8 +497,6 @@ def _contrast(g):
 
 def plot_heat(image, heat, path, title, label, cmap="jet", overlay=True):
     """The input, and the map over it with a colour bar labelled ``label``."""
-    import matplotlib.pyplot as plt
-
     fig, (a, b) = plt.subplots(1, 2, figsize=(7, 3.4))
     a.imshow(_display(image))
     a.set_title("input")

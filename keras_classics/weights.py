@@ -17,6 +17,7 @@ import urllib.error
 import warnings
 import urllib.request
 
+import filelock
 import keras
 
 from .assign import assign_legacy, load_weights, read_legacy_h5  # noqa: F401 (load_weights: API)
@@ -72,8 +73,6 @@ def file_hash_of(path, file_hash="0" * 64):
 
 def _lock(target):
     """A lock file beside ``target``: processes fetching or converting one file take turns."""
-    import filelock
-
     return filelock.FileLock(target + ".lock")
 
 

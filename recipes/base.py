@@ -13,11 +13,11 @@ class RecipeHyperModel(kt.HyperModel):
     """Subclasses define ``space(hp) -> (registry name, builder kwargs, training overrides)``
     and the defaults below; ``label(values)`` names a trial in tables and plots."""
 
-    recipe = "resnet"  # keras_classics.training recipe
+    preset = "resnet"  # the keras_classics.training preset the trials train with
     image_size = 32
     epochs = 3
     batch_size = 64
-    warmup_epochs = None  # None: the training recipe's
+    warmup_epochs = None  # None: the training preset's
     seeds = 2  # each configuration trains once per seed: 0, 1, ...
     # training.PRECISIONS: float32 | mixed_float16 | mixed_bfloat16 | auto (mixed where the
     # machine has fast 16-bit math: training.fast_precision). float32 by default: the
@@ -109,7 +109,7 @@ class RecipeHyperModel(kt.HyperModel):
         ``weights`` if given); returns the :class:`keras_classics.training.TrainResult`."""
         _, _, overrides = self.space(hp)
         epochs = epochs or self.epochs
-        # the recipe's warm-up, but at most half of a shorter run (a 1-epoch smoke test)
+        # the preset's warm-up, but at most half of a shorter run (a 1-epoch smoke test)
         warmup = None if self.warmup_epochs is None else min(self.warmup_epochs, epochs / 2)
 
         def build(classes, shape):
@@ -121,7 +121,7 @@ class RecipeHyperModel(kt.HyperModel):
         return training.train(
             data=self.data, build_model=build, epochs=epochs,
             initial_epoch=initial_epoch, callbacks=callbacks, batch_size=self.batch_size,
-            image_size=self.image_size, recipe=overrides.pop("recipe", self.recipe),
+            image_size=self.image_size, preset=overrides.pop("preset", self.preset),
             strategy=self.strategy, seed=seed, warmup_epochs=warmup,
             precision=self.precision,
             output=output, verbose=self.verbose, overwrite=overwrite, **overrides)

@@ -7,11 +7,11 @@ adds the learning rates and dropouts. Default input 112×112: the smallest the 1
 variant admits is 105.
 
 Training departs from the paper's (SGD 1e-2, plateau schedule, 90 epochs) to converge on the
-digits in minutes: Adam at 5e-4 for batch 32 (the "adam" recipe's 1e-3 at 64, scaled), two
-warm-up epochs (at most half of a shorter ``--epochs``) then cosine decay to epoch 5, mixed
-precision where the machine has it. Without BatchNorm these nets are fragile early on: here
-a 0.3-epoch warm-up or a learning rate of 7e-4 left the 11×11/4 net at 0.72-0.88 validation
-accuracy after 5 epochs, two warm-up epochs at 0.96.
+digits in minutes: Adam at 5e-4 for batch 32 (the "adam" training preset's 1e-3 at 64,
+scaled), two warm-up epochs (at most half of a shorter ``--epochs``) then cosine decay to
+epoch 5, mixed precision where the machine has it. Without BatchNorm these nets are fragile
+early on: here a 0.3-epoch warm-up or a learning rate of 7e-4 left the 11×11/4 net at
+0.72-0.88 validation accuracy after 5 epochs, two warm-up epochs at 0.96.
 """
 from .base import RecipeHyperModel
 
@@ -20,7 +20,7 @@ WIDTHS = {"384-384-256": (384, 384, 256), "512-1024-512": (512, 1024, 512)}
 
 
 class HyperModel(RecipeHyperModel):
-    recipe = "adam"
+    preset = "adam"
     image_size = 112
     epochs = 5
     batch_size = 32

@@ -1,5 +1,6 @@
 """The registry contract: what every registered model must satisfy, so a new variant or family
 is caught here when it forgets something (ADDING_A_MODEL.md)."""
+import ast
 import re
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import keras_classics as kc
 from keras_classics import analysis, convert, registry, weights
 from keras_classics.transfer import backbone_stages
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
 
 
 def zoo_table_names():
@@ -88,7 +90,7 @@ def test_the_guides_one_line_adds_a_variant():
     registered, exported-by-name, buildable model that keeps the contract."""
     from keras_classics.models import resnet
 
-    guide = (Path(__file__).resolve().parents[1] / "ADDING_A_MODEL.md").read_text()
+    guide = (ROOT / "ADDING_A_MODEL.md").read_text()
     example = re.search(r"```python\n# keras_classics/models/resnet.py\n(.*?)```", guide,
                         re.S).group(1)
     namespace = dict(vars(resnet))
@@ -105,3 +107,76 @@ def test_the_guides_one_line_adds_a_variant():
             builder(weights="imagenet")  # the variant's own name is its weights key
     finally:
         registry.MODELS.pop("resnet200", None)
+
+
+# ---- imports point one way ------------------------------------------------------------
+def source_modules():
+    """{module: file} of keras_classics (recipes/ installs as keras_classics.recipes), bench."""
+    found = {}
+    for base, package in ((ROOT / "keras_classics", "keras_classics"),
+                          (ROOT / "recipes", "keras_classics.recipes"),
+                          (ROOT / "bench", "bench")):
+        for path in base.rglob("*.py"):
+            parts = list(path.relative_to(base).with_suffix("").parts)
+            found[".".join([package, *parts[:-1 if parts[-1] == "__init__" else None]])] = path
+    return found
+
+
+def imported(name, path, known):
+    """The known modules ``name`` imports, at the top or inside functions (bench's scripts
+    import their siblings by bare name)."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                module = ".".join(parts[:len(parts) - node.level + 1] +
+                                  ([node.module] if node.module else []))
+            elif name.startswith("bench.") and f"bench.{node.module}" in known:
+                module = f"bench.{node.module}"
+            else:
+                module = node.module
+            targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in known else module
+                       for a in node.names]
+        else:
+            continue
+        out |= {t for t in targets if t in known and t != name}
+    return out
+
+
+def import_cycles(graph):
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    return cycles
+
+
+def test_no_import_cycle_in_the_package_or_bench():
+    known = source_modules()
+    graph = {name: imported(name, path, known) for name, path in known.items()}
+    # the walk sees real edges: weights reads files through assign, the benchmarks share timing
+    assert "keras_classics.assign" in graph["keras_classics.weights"]
+    assert "bench.timing" in graph["bench.run"] and "bench.timing" in graph["bench.where_time_goes"]
+    assert "keras_classics.recipes.base" in graph["keras_classics.recipes.zfnet"]
+    cycles = import_cycles(graph)
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+    # and a cycle is found when there is one (convert importing weights back)
+    graph["keras_classics.convert"] = graph["keras_classics.convert"] | {"keras_classics.weights"}
+    assert ["keras_classics.weights", "keras_classics.convert", "keras_classics.weights"] in \
+        import_cycles(graph)

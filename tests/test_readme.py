@@ -49,7 +49,7 @@ NOT_RUN = {
     "pip install -e '.[test]' && python -m pytest -q tests": "the suite itself (.ci/run runs it)",
     "python tools/train.py resnet50 --dataset cifar10 --epochs 90 --batch-size 256 --strategy "
     "mirrored --precision auto": "network: downloads cifar10",
-    "python tools/train.py alexnet --dataset imagenette/160px-v2 --recipe alexnet --image-size "
+    "python tools/train.py alexnet --dataset imagenette/160px-v2 --preset alexnet --image-size "
     "227 --augment crop,flip,pca": "network: downloads imagenette",
     "python tools/train.py resnet18 --strategy mirrored --cpu-replicas 2 --precision "
     "mixed_float16 --epochs 2 --batch-size 32 --output runs/float16":
@@ -108,7 +108,7 @@ GROUPS = {
     "mirrored": ["python tools/train.py wrn_10_1 --epochs 2 --batch-size 32 --image-size 16 "
                  "--strategy mirrored --cpu-replicas 2 --jit --output runs/mirrored"],
     "transfer": ["python tools/finetune.py --experiment"],
-    "visualize": ["python tools/train.py zfnet --image-size 112 --recipe adam --lr 5e-4 "
+    "visualize": ["python tools/train.py zfnet --image-size 112 --preset adam --lr 5e-4 "
                   "--batch-size 32 --epochs 5 --mixed-precision --output runs/zf",
                   "python tools/visualize.py runs/zf/model.keras --dataset digits --out viz/"],
 }
@@ -184,8 +184,8 @@ def test_training_export_and_finetune_commands(copy):
     run_group("train_export_finetune", copy)
     run = copy / "runs" / "train"
     s = summary(run / "summary.json")
-    # README: "digits recipe: 8 epochs, batch 64 ... ~98% test"
-    assert (s["recipe"], s["epochs"], s["batch_size"]) == ("digits", 8, 64)
+    # README: "digits preset: 8 epochs, batch 64 ... ~98% test"
+    assert (s["preset"], s["epochs"], s["batch_size"]) == ("digits", 8, 64)
     assert s["test_accuracy"] >= 0.95, s
     assert s["strategy"] == "default" and s["replicas"] == 1
     rows = list(csv.DictReader((run / "history.csv").open()))

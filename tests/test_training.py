@@ -141,8 +141,8 @@ def test_tfds_dataset_through_mock_data(tmp_path):
 
 
 def test_bad_input(tmp_path):
-    with pytest.raises(ValueError, match="unknown recipe 'sgdr'; allowed: alexnet, resnet"):
-        training.train("resnet18", recipe="sgdr", output=str(tmp_path))
+    with pytest.raises(ValueError, match="unknown preset 'sgdr'; allowed: alexnet, resnet"):
+        training.train("resnet18", preset="sgdr", output=str(tmp_path))
     with pytest.raises(ValueError, match="unknown dataset 'not_a_dataset'"):
         training.train("resnet18", dataset="not_a_dataset", output=str(tmp_path))
     with pytest.raises(ValueError, match="unknown strategy 'tpu'"):
@@ -157,31 +157,31 @@ def test_bad_input(tmp_path):
     assert bad.returncode == 2 and "did you mean" in bad.stderr
 
 
-def test_recipes_follow_the_papers():
-    alex = training.RECIPES["alexnet"]
+def test_presets_follow_the_papers():
+    alex = training.PRESETS["alexnet"]
     assert (alex.optimizer, alex.lr, alex.momentum, alex.weight_decay, alex.batch_size,
             alex.schedule) == ("sgd", 1e-2, 0.9, 5e-4, 128, "plateau")
-    res = training.RECIPES["resnet"]
+    res = training.PRESETS["resnet"]
     assert (res.lr, res.weight_decay, res.batch_size) == (0.1, 1e-4, 256)
     state = {"lr": 0.01, "best": 0.5, "wait": 0}
     for acc in (0.5, 0.5):  # two epochs without improvement: lr / 10
         training.plateau_update(alex, state, acc)
     assert state["lr"] == pytest.approx(1e-3)
     # Keras schedules of the global step: 100 steps, one epoch (10 steps) of linear warm-up
-    step = training.schedule(training.RECIPES["resnet_step"], 0.1, 10, 10)
+    step = training.schedule(training.PRESETS["resnet_step"], 0.1, 10, 10)
     assert [float(step(s)) for s in (0, 9, 10, 49, 50, 74, 75)] == pytest.approx(
         [0.01, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001])
-    cosine = training.schedule(training.RECIPES["resnet"], 0.1, 10, 10)
+    cosine = training.schedule(training.PRESETS["resnet"], 0.1, 10, 10)
     assert [float(cosine(s)) for s in (0, 5, 9, 10, 55, 100)] == pytest.approx(
         [0.01, 0.06, 0.1, 0.1, 0.05, 0.0], abs=1e-6)
     # the tuning recipes' warm-up override: two epochs of Adam's 5e-4, then cosine
-    adam = training.get_recipe("adam", epochs=5, warmup_epochs=2)
+    adam = training.get_preset("adam", epochs=5, warmup_epochs=2)
     warm = training.schedule(adam, 5e-4, 10, 5)
     assert [float(warm(s)) for s in (0, 19, 20, 35, 50)] == pytest.approx(
         [2.5e-5, 5e-4, 5e-4, 2.5e-4, 0.0], abs=1e-9)
     for bad in (-1, 6, True, "2"):
         with pytest.raises(ValueError, match="warmup_epochs must be a number from 0 to epochs"):
-            training.get_recipe("adam", epochs=5, warmup_epochs=bad)
+            training.get_preset("adam", epochs=5, warmup_epochs=bad)
 
 
 def test_aux_losses_weighted_0_3():
@@ -349,7 +349,7 @@ def test_rerun_with_other_settings_is_refused_until_overwrite(tmp_path, capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2
     for line in ("image_size: 16 in the checkpoint, 20 now",
-                 "recipe.batch_size: 32 in the checkpoint, 16 now", "--overwrite"):
+                 "preset.batch_size: 32 in the checkpoint, 16 now", "--overwrite"):
         assert line in err, err
     assert json.loads((out / "summary.json").read_text())["batch_size"] == 32
     assert train_tool.main(changed + ["--overwrite"]) == 0

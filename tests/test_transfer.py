@@ -66,7 +66,7 @@ def test_fine_tune_two_phases_and_lower_lr(tmp_path):
     saved = json.loads((tmp_path / "pre" / "summary.json").read_text())
     assert saved["test_accuracy"] == pre.summary["test_accuracy"]
     # a rerun with other settings is refused, naming them, before anything is trained
-    with pytest.raises(kc.training.RunMismatch, match="recipe.epochs: 1 in the checkpoint, 2"):
+    with pytest.raises(kc.training.RunMismatch, match="preset.epochs: 1 in the checkpoint, 2"):
         transfer.fine_tune(str(tmp_path / "pre" / "model.keras"), data=target, regime="large",
                            epochs=2, lr=1e-2, batch_size=10, output=str(tmp_path / "ft"))
     # --precision: the float32 backbone is rebuilt under the policy, the new head in float32

@@ -142,7 +142,7 @@ def digits_model(tmp_path_factory):
     from keras_classics.training import train
 
     out = str(tmp_path_factory.mktemp("viz") / "run")  # ~25 s
-    result = train("resnet18", dataset="digits", epochs=6, batch_size=64, recipe="adam",
+    result = train("resnet18", dataset="digits", epochs=6, batch_size=64, preset="adam",
                    image_size=32, output=out, verbose=0, warmup_epochs=1)
     assert result.summary["test_accuracy"] >= 0.9, result.summary
     images, labels, _ = V.dataset_images("digits", 32, limit=40)

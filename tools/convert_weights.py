@@ -2,7 +2,7 @@
 
     python tools/convert_weights.py resnet50_v1_5 resnet50-0676ba61.pth resnet50.weights.h5
     python tools/convert_weights.py se_resnet50 model.safetensors se_resnet50.weights.h5
-    python tools/convert_weights.py googlenet_bn googlenet.pth out.weights.h5 --family googlenet
+    python tools/convert_weights.py googlenet_bn googlenet.pth out.weights.h5 --layout googlenet
 
 then ``keras_classics.get_model("resnet50_v1_5", weights="resnet50.weights.h5")``. ``.pth`` needs
 PyTorch (``pip install 'keras_classics[torch]'``); ``.safetensors`` and ``.npz`` do not. Every
@@ -23,21 +23,21 @@ def main(argv=None):
     parser.add_argument("model", help="registry name, e.g. resnet50_v1_5")
     parser.add_argument("checkpoint", help=".pth/.pt/.bin, .safetensors or .npz")
     parser.add_argument("output", help="where to write the .weights.h5 file")
-    parser.add_argument("--family", choices=sorted(convert.HEADS),
+    parser.add_argument("--layout", choices=sorted(convert.HEADS),
                         help="checkpoint layout (default: the model's ImageNet source's)")
     args = parser.parse_args(argv)
     try:
         info = kc.model_info(args.model)
-        family = args.family or getattr(weights.SOURCES.get(info.name), "layout", None)
-        if family is None:
+        layout = args.layout or getattr(weights.SOURCES.get(info.name), "layout", None)
+        if layout is None:
             parser.error(f"{info.name} has no PyTorch checkpoint layout on record; pass "
-                         f"--family ({', '.join(sorted(convert.HEADS))})")
+                         f"--layout ({', '.join(sorted(convert.HEADS))})")
         if not args.output.endswith(".weights.h5"):
             parser.error(f"output must end in .weights.h5, got {args.output!r}")
         if not os.path.isfile(args.checkpoint):
             parser.error(f"no such checkpoint: {args.checkpoint}")
         model = info.build()
-        convert.convert_checkpoint(model, args.checkpoint, family)
+        convert.convert_checkpoint(model, args.checkpoint, layout)
     except ValueError as err:
         parser.error(str(err))
     tmp = args.output[: -len(".weights.h5")] + ".part.weights.h5"

@@ -1,7 +1,7 @@
 """Train a zoo model on one device, all GPUs of a host, or several hosts (tf.distribute).
 
     python tools/train.py resnet18                                  # digits, offline
-    python tools/train.py alexnet --dataset imagenette/160px-v2 --recipe alexnet --image-size 227
+    python tools/train.py alexnet --dataset imagenette/160px-v2 --preset alexnet --image-size 227
     python tools/train.py resnet50 --dataset cifar10 --strategy mirrored --precision auto
     TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
                 "task": {"type": "worker", "index": 0}}' python tools/train.py resnet50 ...
@@ -30,7 +30,7 @@ def main(argv=None):
                         "subfolders")
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--batch-size", type=positive_int, help="global batch (split across replicas)")
-    p.add_argument("--recipe", help=f"{', '.join(training.RECIPES)} (default: digits on the "
+    p.add_argument("--preset", help=f"{', '.join(training.PRESETS)} (default: digits on the "
                                     "embedded digits, 8 epochs at batch 64; else resnet, "
                                     "90 epochs at batch 256)")
     p.add_argument("--strategy", default="auto", choices=training.STRATEGIES)
@@ -40,9 +40,9 @@ def main(argv=None):
     p.add_argument("--jit", action="store_true", help="XLA-compile the training step")
     p.add_argument("--output", default="runs/train")
     p.add_argument("--image-size", type=positive_int)
-    p.add_argument("--lr", type=positive_float, help="override the recipe's (scaled) learning rate")
+    p.add_argument("--lr", type=positive_float, help="override the preset's (scaled) learning rate")
     p.add_argument("--warmup-epochs", type=float,
-                   help="override the recipe's linear warm-up (epochs, 0 to --epochs)")
+                   help="override the preset's linear warm-up (epochs, 0 to --epochs)")
     p.add_argument("--augment", help="comma-separated: crop, flip, pca ('' for none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=non_negative_int, default=20,
@@ -77,7 +77,7 @@ def main(argv=None):
     try:
         result = training.train(
             args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size,
-            recipe=args.recipe, strategy=args.strategy, precision=args.precision,
+            preset=args.preset, strategy=args.strategy, precision=args.precision,
             jit=args.jit, output=args.output, image_size=args.image_size, seed=args.seed,
             lr=args.lr, checkpoint_every=args.checkpoint_every, cpu_replicas=args.cpu_replicas,
             data_dir=args.data_dir, augment=augment, deterministic=args.deterministic,

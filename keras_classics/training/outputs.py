@@ -39,7 +39,7 @@ def save_model(net, output):
 
 def plot_history(history, path):
     """Loss and accuracy per epoch, training against validation."""
-    import matplotlib
+    import matplotlib  # not imported with the package (it is slow): only when plotting
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,5 +1,5 @@
 """``train()``: check the call, build the model under the strategy, resume its run, loop over
-epochs, write the run's outputs. The parts live beside it: ``recipes`` (optimizer and
+epochs, write the run's outputs. The parts live beside it: ``presets`` (optimizer and
 schedule), ``strategy``, ``loop`` (steps), ``checkpoints`` (lock, settings, TF checkpoints),
 ``outputs`` (history, curves, summary, model)."""
 import dataclasses
@@ -19,7 +19,7 @@ from ..registry import model_info, resolve
 from ..weights import preprocessing_of, weights_info
 from . import checkpoints as ckpt_lib, outputs
 from .loop import StepLoop
-from .recipes import RECIPES, get_recipe, make_optimizer, plateau_update, schedule
+from .presets import PRESETS, get_preset, make_optimizer, plateau_update, schedule
 from .precision import precision as policy_scope, resolve_precision
 from .strategy import make_strategy, strategy_name, worker_role
 
@@ -49,7 +49,7 @@ def _check_count(name, value, minimum=1):
 EVAL_BATCH = 64
 
 
-def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, recipe=None,
+def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, preset=None,
           strategy="auto", precision="float32", jit=False, output="runs/train",
           image_size=None, seed=0, lr=None, checkpoint_every=20, cpu_replicas=None,
           data_dir=None, augment=None, verbose=1, model_kwargs=None, data=None,
@@ -60,23 +60,23 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     Writes, in ``output``: ``checkpoints/`` (TensorFlow checkpoints of model, optimizer and
     loop state), TensorBoard ``logs/``, ``history.csv``, ``curves.png``, ``model.keras`` and
     ``summary.json``. Rerunning the same call resumes; a call with other settings (model,
-    data, sizes, recipe and overrides, seed, replicas, precision) is refused unless
+    data, sizes, preset and overrides, seed, replicas, precision) is refused unless
     ``overwrite``. ``data`` (a :class:`keras_classics.datasets.Data`) replaces ``dataset``;
     ``build_model(classes, input_shape)`` replaces the registry builder (transfer learning,
-    tuning). Augmentation defaults to the recipe's, except on the digits, which are only
+    tuning). Augmentation defaults to the preset's, except on the digits, which are only
     cropped. ``preprocessing`` defaults to that of the pretrained weights the model was built
     with (``model_kwargs={"weights": "imagenet"}``), else "torch". ``initial_epoch`` and
     ``callbacks`` (Keras callbacks, told each epoch's logs) serve keras-tuner.
     ``steps_per_execution`` steps run per ``tf.function`` call. ``precision`` is one of
     ``precision.PRECISIONS`` ("auto": mixed where that is faster, :func:`fast_precision`);
     under mixed_float16 the summary reports the final ``loss_scale``. ``epochs``,
-    ``batch_size``, ``augment`` and ``warmup_epochs`` override the recipe's. ``recipe``
-    defaults to "digits" (ResNet's recipe sized for 1,078 small images: 8 epochs at batch
+    ``batch_size``, ``augment`` and ``warmup_epochs`` override the preset's. ``preset``
+    defaults to "digits" (ResNet's preset sized for 1,078 small images: 8 epochs at batch
     64) for the embedded digits, else "resnet".
     """
-    if recipe is None:
-        recipe = "digits" if data is None and dataset == "digits" else "resnet"
-    rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, augment=augment,
+    if preset is None:
+        preset = "digits" if data is None and dataset == "digits" else "resnet"
+    rec = get_preset(preset, epochs=epochs, batch_size=batch_size, augment=augment,
                      warmup_epochs=warmup_epochs)
     epochs, batch = rec.epochs, rec.batch_size
     for name, value, minimum in (("image_size", image_size, 1), ("cpu_replicas", cpu_replicas, 1),
@@ -109,7 +109,7 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
     if steps_per_epoch < 1:
         raise ValueError(f"batch size {batch} is larger than the {data.num_train} training "
                          "examples")
-    base_lr = lr if lr is not None else rec.lr * batch / RECIPES[recipe].batch_size
+    base_lr = lr if lr is not None else rec.lr * batch / PRESETS[preset].batch_size
     keras.utils.set_random_seed(seed)
     if deterministic:  # bitwise-reproducible kernels: resumed and uninterrupted runs agree
         tf.config.experimental.enable_op_determinism()
@@ -129,7 +129,7 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, reci
                 "preprocessing": preprocessing, "seed": seed, "replicas": replicas,
                 "precision": policy, "learning_rate": base_lr,
                 "model_kwargs": {k: v for k, v in (model_kwargs or {}).items()},
-                **{f"recipe.{k}": v for k, v in dataclasses.asdict(rec).items()}}
+                **{f"preset.{k}": v for k, v in dataclasses.asdict(rec).items()}}
     settings = _jsonable(settings)
 
     # Everything above only read; the output directory is created now, and locked.
@@ -294,7 +294,7 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
     test_loss, test_acc = evaluate("test")
     history = state["history"]
     summary = {
-        "model": net.name, "dataset": data.name, "recipe": rec.name, "epochs": epochs,
+        "model": net.name, "dataset": data.name, "preset": rec.name, "epochs": epochs,
         "batch_size": batch, "image_size": settings["image_size"], "learning_rate": base_lr,
         "preprocessing": preprocessing, "pretrained": record.name if record else None,
         "best_val_accuracy": max((h["val_accuracy"] for h in history), default=None),

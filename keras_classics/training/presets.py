@@ -1,4 +1,4 @@
-"""Training recipes from the papers, the optimizer they name, and their learning-rate schedule
+"""Training presets from the papers, the optimizer they name, and their learning-rate schedule
 as Keras schedules driven by ``optimizer.iterations`` (so a restored optimizer resumes it)."""
 import dataclasses
 
@@ -9,8 +9,8 @@ from .precision import LossScaleOptimizer
 
 
 @dataclasses.dataclass(frozen=True)
-class Recipe:
-    """A training recipe: defaults the user can override. ``lr`` is for ``batch_size``; other
+class Preset:
+    """A training preset: defaults the user can override. ``lr`` is for ``batch_size``; other
     batch sizes scale it linearly (Goyal et al. 2017)."""
 
     name: str
@@ -27,36 +27,36 @@ class Recipe:
     warmup_epochs: float = 0.0
 
 
-RECIPES = {
+PRESETS = {
     # Krizhevsky et al. 2012, section 5 (and the lecture): SGD momentum 0.9, lr 1e-2 divided
     # by 10 when validation accuracy plateaus, weight decay 5e-4, batch 128, crops and flips
     # (add "pca" to augment for the colour lighting). Dropout 0.5 lives in the model.
-    "alexnet": Recipe("alexnet", "sgd", 1e-2, 0.9, 5e-4, 128, "plateau", 90, ("crop", "flip")),
+    "alexnet": Preset("alexnet", "sgd", 1e-2, 0.9, 5e-4, 128, "plateau", 90, ("crop", "flip")),
     # He et al. 2016, section 3.4: SGD 0.1 (batch 256), momentum 0.9, weight decay 1e-4, BN.
-    "resnet": Recipe("resnet", "sgd", 0.1, 0.9, 1e-4, 256, "cosine", 90, ("crop", "flip"),
+    "resnet": Preset("resnet", "sgd", 0.1, 0.9, 1e-4, 256, "cosine", 90, ("crop", "flip"),
                      warmup_epochs=1),
-    "resnet_step": Recipe("resnet_step", "sgd", 0.1, 0.9, 1e-4, 256, "step", 90,
+    "resnet_step": Preset("resnet_step", "sgd", 0.1, 0.9, 1e-4, 256, "step", 90,
                           ("crop", "flip"), warmup_epochs=1),
-    # ResNet's recipe sized for the embedded digits (1,078 training images): batch 64 (its
+    # ResNet's preset sized for the embedded digits (1,078 training images): batch 64 (its
     # lr 0.1 scaled linearly to 0.025), 8 epochs; the default of train() on the digits.
-    "digits": Recipe("digits", "sgd", 0.025, 0.9, 1e-4, 64, "cosine", 8, ("crop",),
+    "digits": Preset("digits", "sgd", 0.025, 0.9, 1e-4, 64, "cosine", 8, ("crop",),
                      warmup_epochs=1),
     # Not from a paper: Adam for small datasets and quick experiments.
-    "adam": Recipe("adam", "adam", 1e-3, 0.0, 0.0, 64, "cosine", 30, ("crop",)),
+    "adam": Preset("adam", "adam", 1e-3, 0.0, 0.0, 64, "cosine", 30, ("crop",)),
 }
 SCHEDULES = ("cosine", "step", "plateau", "constant")
 AUGMENTATIONS = ("crop", "flip", "pca")
 
 
-def get_recipe(name, **overrides):
-    """``RECIPES[name]`` with ``overrides`` (None keeps the recipe's value), checked."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; allowed: {', '.join(RECIPES)}")
-    fields = {f.name for f in dataclasses.fields(Recipe)}
+def get_preset(name, **overrides):
+    """``PRESETS[name]`` with ``overrides`` (None keeps the preset's value), checked."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(Preset)}
     bad = set(overrides) - fields
     if bad:
-        raise ValueError(f"unknown recipe fields {sorted(bad)}; allowed: {sorted(fields)}")
-    rec = dataclasses.replace(RECIPES[name], **{k: v for k, v in overrides.items()
+        raise ValueError(f"unknown preset fields {sorted(bad)}; allowed: {sorted(fields)}")
+    rec = dataclasses.replace(PRESETS[name], **{k: v for k, v in overrides.items()
                                                 if v is not None})
     for field in ("epochs", "batch_size"):
         value = getattr(rec, field)
@@ -101,15 +101,15 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
         return cls(**config)
 
 
-def schedule(recipe, base_lr, steps_per_epoch, epochs):
-    """The recipe's learning rate: a Keras schedule of the global step, or a float for
+def schedule(preset, base_lr, steps_per_epoch, epochs):
+    """The preset's learning rate: a Keras schedule of the global step, or a float for
     "plateau" (changed between epochs by :func:`plateau_update`) and "constant"."""
     total = epochs * steps_per_epoch
-    warm = int(round(recipe.warmup_epochs * steps_per_epoch))
-    if recipe.schedule == "cosine":  # from the end of the warm-up to the end of training
+    warm = int(round(preset.warmup_epochs * steps_per_epoch))
+    if preset.schedule == "cosine":  # from the end of the warm-up to the end of training
         cosine = keras.optimizers.schedules.CosineDecay(base_lr, max(1, total - warm))
         return Warmup(cosine, warm, base_lr, offset=warm) if warm else cosine
-    if recipe.schedule == "step":  # divide by 10 at 50% and 75% of training
+    if preset.schedule == "step":  # divide by 10 at 50% and 75% of training
         # PiecewiseConstantDecay keeps a value up to and including its boundary
         step = keras.optimizers.schedules.PiecewiseConstantDecay(
             [int(0.5 * total) - 1, int(0.75 * total) - 1],
@@ -118,29 +118,29 @@ def schedule(recipe, base_lr, steps_per_epoch, epochs):
     return float(base_lr)
 
 
-def plateau_update(recipe, state, val_acc):
+def plateau_update(preset, state, val_acc):
     """AlexNet's rule: divide the learning rate by 10 after ``patience`` epochs without a
     better validation accuracy. Updates ``state`` ("lr", "best", "wait")."""
     if val_acc > state["best"] + 1e-4:
         state["best"], state["wait"] = val_acc, 0
     else:
         state["wait"] += 1
-        if state["wait"] >= recipe.patience:
+        if state["wait"] >= preset.patience:
             state["lr"], state["wait"] = state["lr"] * 0.1, 0
 
 
-def make_optimizer(recipe, learning_rate, loss_scale=False):
-    """The recipe's optimizer (weight decay on kernels only), wrapped in a loss-scaling
+def make_optimizer(preset, learning_rate, loss_scale=False):
+    """The preset's optimizer (weight decay on kernels only), wrapped in a loss-scaling
     optimizer (:class:`precision.LossScaleOptimizer`) for float16."""
-    if recipe.optimizer == "sgd":
-        opt = keras.optimizers.SGD(learning_rate, momentum=recipe.momentum,
-                                   weight_decay=recipe.weight_decay or None)
-    elif recipe.optimizer == "adam":
-        opt = keras.optimizers.AdamW(learning_rate, weight_decay=recipe.weight_decay) \
-            if recipe.weight_decay else keras.optimizers.Adam(learning_rate)
+    if preset.optimizer == "sgd":
+        opt = keras.optimizers.SGD(learning_rate, momentum=preset.momentum,
+                                   weight_decay=preset.weight_decay or None)
+    elif preset.optimizer == "adam":
+        opt = keras.optimizers.AdamW(learning_rate, weight_decay=preset.weight_decay) \
+            if preset.weight_decay else keras.optimizers.Adam(learning_rate)
     else:
-        raise ValueError(f"unknown optimizer {recipe.optimizer!r}; allowed: sgd, adam")
-    if recipe.weight_decay:  # decay the kernels, not biases or normalization parameters
+        raise ValueError(f"unknown optimizer {preset.optimizer!r}; allowed: sgd, adam")
+    if preset.weight_decay:  # decay the kernels, not biases or normalization parameters
         opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "expand_bias",
                                                  "reduce_bias"])
     return LossScaleOptimizer(opt) if loss_scale else opt
