@@ -285,6 +285,11 @@ def test_imagenet_checks_before_building():
         kc.GoogLeNet(weights="imagenet")
     with pytest.raises(ValueError, match="resnet50: no public ImageNet weights"):
         kc.ResNet(50, weights="imagenet")  # a bare ResNet(depth) names no weights
+    # the variant's name is its weights key; a call that changes the topology has none
+    with pytest.raises(ValueError, match="vgg_d: no public ImageNet weights"):
+        kc.VGG("D", weights="imagenet")
+    with pytest.raises(ValueError, match="densenet121: no public ImageNet weights"):
+        kc.DenseNet121(weights="imagenet", growth_rate=16)
 
 
 def test_get_model_builds_the_pretrained_variant(monkeypatch):
@@ -294,6 +299,19 @@ def test_get_model_builds_the_pretrained_variant(monkeypatch):
     with pytest.warns(UserWarning, match="building 'alexnet_owt'"):
         model = kc.get_model("alexnet", weights="imagenet")
     assert model.name == "alexnet_owt" and calls == [("alexnet_owt", True)]
+
+
+def test_named_builders_pass_their_variant_as_weights_key(monkeypatch):
+    calls = []
+    monkeypatch.setattr(weights, "load_imagenet",
+                        lambda model, key, include_top=True: calls.append(key))
+    small = dict(weights="imagenet", include_top=False, input_shape=(32, 32, 3))
+    kc.VGG16(**small, dropout=0.2)  # dropout has no weights: still vgg16's
+    bn = kc.VGG16(**small, batch_norm=True)  # torchvision's vgg16_bn, by its name
+    kc.get_model("googlenet_bn", **small)
+    kc.ResNet50V1_5(**small)
+    assert calls == ["vgg16", "vgg16_bn", "googlenet_bn", "resnet50_v1_5"]
+    assert bn.name == "vgg16_bn"
 
 
 def test_other_architecture_names_the_first_mismatch_and_leaves_model_untouched(tmp_path,

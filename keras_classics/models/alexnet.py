@@ -6,7 +6,6 @@ Both are five convolutions and three fully connected layers; a variant is a tabl
 """
 import keras
 
-
 from ..layers import LocalResponseNormalization, conv_norm_act
 from ._common import (check_args, fc_classifier, finalize, min_input_size, model_input,
                       pool_features)

@@ -6,7 +6,6 @@ Layer names are keras.applications' (``conv1_conv``, ``conv2_block1_0_bn``, ``po
 """
 import keras
 
-
 from ..layers import dense_block, normalize, transition_block
 from ._common import (check_args, finalize, gap_classifier, model_input, pool_features,
                       stem_7x7, variant)
@@ -65,6 +64,8 @@ def DenseNet(depth=121, include_top=True, weights=None, input_tensor=None, input
     layers of 4k channels) and compression-0.5 transitions. ``depth`` picks a row of
     :data:`SPECS` (121, 161, 169, 201, 264); ``growth_rate``, ``blocks``, ``init_features``
     override it. DenseNet-161 (k=48, 96 initial features) is from the authors' release.
+    ``weights="imagenet"`` loads the weights of the registered variant ``weights_key``, which
+    the named builders pass (``DenseNet121`` ...).
     """
     model_name = name or f"densenet{depth}"
     if depth not in SPECS and None in (growth_rate, blocks, init_features):

@@ -1,7 +1,6 @@
 """GoogLeNet (Szegedy et al., "Going Deeper with Convolutions", CVPR 2015): Table 1 as a table."""
 import keras
 
-
 from ..layers.pooling import ceil_pool_size
 from ..layers import (CeilMaxPooling2D, LocalResponseNormalization, conv_norm_act,
                       inception_v1_module)

@@ -14,7 +14,6 @@ Layer names are keras.applications' (stem ``conv1_conv``, stages ``conv2``..``co
 """
 import keras
 
-
 from ..layers import basic_block, bottleneck_block, normalize
 from ._common import (check_args, finalize, gap_classifier, model_input, pool_features,
                       stem_7x7, variant)

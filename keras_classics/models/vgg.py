@@ -7,7 +7,6 @@ after fc1 and fc2 (keras.applications omits it; it has no weights).
 """
 import keras
 
-
 from ..layers import LocalResponseNormalization, conv_norm_act
 from ._common import check_args, fc_classifier, finalize, model_input, pool_features, variant
 from ..weights import keras_weights, register_weights, torchvision_weights
@@ -55,6 +54,8 @@ def VGG(config="D", include_top=True, weights=None, input_tensor=None, input_sha
     ``batch_norm=True`` (or ``norm="batch"``) puts a BatchNormalization between every conv and
     its ReLU, as torchvision's ``vgg*_bn``; the convs keep their biases, as there. The A-LRN
     normalization is the AlexNet LRN (the paper used its constants: n=5, k=2, α=1e-4, β=0.75).
+    ``weights="imagenet"`` loads the weights of the registered variant ``weights_key``, which
+    the named builders pass (``VGG16``, ``get_model("vgg16_bn")``).
     """
     if config not in CONFIGS:
         raise ValueError(f"vgg: unknown config {config!r}; allowed: {', '.join(CONFIGS)}")
