@@ -143,15 +143,11 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
         raise ValueError(f"the backbone takes {base.input_shape[1:3]} inputs, the dataset is "
                          f"loaded at {shape[:2]}: pass image_size={base.input_shape[1]}")
     n_stages = max(backbone_stages(base))
-    weights_now = base.get_weights()
 
     def build(trainable, start=None):
         def make(classes, input_shape):
-            # a copy under the policy train() set (with_policy returns ``base`` itself when
-            # nothing changes, hence the explicit clone)
-            bb = keras.models.clone_model(with_policy(
-                base, keras.mixed_precision.global_policy().name))
-            bb.set_weights(weights_now)
+            # a fresh copy (of the weights too) under the policy train() set
+            bb = with_policy(base, keras.mixed_precision.global_policy().name, copy=True)
             model = transfer_model(bb, classes, trainable)
             if start is not None:
                 model.set_weights(start)

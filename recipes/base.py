@@ -44,10 +44,7 @@ class RecipeHyperModel(kt.HyperModel):
         self.epochs = epochs or self.epochs
         self.batch_size = batch_size or self.batch_size
         self.seeds = seeds or self.seeds
-        self.precision = precision or self.precision
-        if self.precision not in training.PRECISIONS:
-            raise ValueError(f"{self.name}: unknown precision {self.precision!r}; allowed: "
-                             f"{', '.join(training.PRECISIONS)}")
+        self.precision = training.check_precision(precision or self.precision, self.name)
         self.strategy = strategy
         self.budget_params = budget_params or self.budget_params
         self.verbose = verbose

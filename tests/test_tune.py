@@ -80,6 +80,8 @@ def test_unknown_recipe_and_out_of_range_values():
         recipes.get("zfnet")(digits, image_size=64)
     with pytest.raises(ValueError, match="epochs must be a positive int, got 0"):
         recipes.get("norm")(digits, epochs=0)
+    with pytest.raises(ValueError, match="norm: unknown precision 'fp16'; allowed: float32"):
+        recipes.get("norm")(digits, precision="fp16")
     bad = subprocess.run(TUNE + ["norm", "--max-trials", "0", "--directory", "/tmp/x"],
                          capture_output=True, text=True, env=ENV, timeout=300)
     assert bad.returncode == 2 and "--max-trials: must be a positive integer, got 0" in \

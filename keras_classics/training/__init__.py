@@ -11,12 +11,13 @@ from .outputs import saved_preprocessing
 from .presets import (PRESETS, SCHEDULES, Preset, Warmup, get_preset, make_optimizer,
                       plateau_update, schedule)
 from .runner import TrainingDiverged, TrainResult, train
-from .precision import (PRECISIONS, LossScaleOptimizer, fast_precision, precision,
-                        resolve_precision)
+from .precision import (PRECISIONS, LossScaleOptimizer, check_precision, fast_precision,
+                        precision, resolve_precision)
 from .strategy import STRATEGIES, make_strategy, worker_role
 
 __all__ = ["CorruptCheckpoint", "LossScaleOptimizer", "PRECISIONS", "PRESETS", "Preset",
            "RunMismatch", "SCHEDULES", "STRATEGIES", "StepLoop", "TrainResult",
-           "TrainingDiverged", "Warmup", "fast_precision", "get_preset", "make_optimizer",
+           "TrainingDiverged", "Warmup", "check_precision", "fast_precision", "get_preset",
+           "make_optimizer",
            "make_strategy", "plateau_update", "precision", "resolve_precision",
            "saved_preprocessing", "schedule", "total_loss", "train", "worker_role"]

@@ -33,12 +33,19 @@ def fast_precision(cpuinfo="/proc/cpuinfo"):
     return "mixed_bfloat16" if flags & set(BF16_CPU_FLAGS) else "float32"
 
 
+def check_precision(name, owner=None):
+    """``name`` if it is one of :data:`PRECISIONS`, else a ValueError saying what is allowed
+    (prefixed with ``owner``). Touches no device, unlike :func:`resolve_precision`."""
+    if name not in PRECISIONS:
+        raise ValueError(f"{owner + ': ' if owner else ''}unknown precision {name!r}; "
+                         f"allowed: {', '.join(PRECISIONS)}")
+    return name
+
+
 def resolve_precision(name):
     """The Keras policy ``name`` stands for: one of :data:`PRECISIONS` ("auto":
     :func:`fast_precision`); ``None`` is "float32"."""
-    name = "float32" if name is None else name
-    if name not in PRECISIONS:
-        raise ValueError(f"unknown precision {name!r}; allowed: {', '.join(PRECISIONS)}")
+    name = check_precision("float32" if name is None else name)
     return fast_precision() if name == "auto" else name
 
 
@@ -74,19 +81,19 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
         return tf.equal(bad, 0.0)
 
 
-def with_policy(model, policy):
+def with_policy(model, policy, copy=False):
     """A copy of the functional ``model`` with its weights whose layers compute under
     ``policy`` (a Keras policy name), those producing its outputs in float32 under a mixed
-    policy; ``model`` itself when its layers already do. Fine-tuning a float32 backbone in
-    mixed precision, looking at a mixed-precision model in float32."""
+    policy; ``model`` itself when its layers already do, unless ``copy``. Fine-tuning a float32
+    backbone in mixed precision, looking at a mixed-precision model in float32."""
     outputs = {id(t._keras_history[0]) for t in model.outputs}
 
     def wanted(layer):
         mixed = keras.DTypePolicy(policy).compute_dtype != "float32"
         return "float32" if mixed and id(layer) in outputs else policy
 
-    if all(layer.dtype_policy.name == wanted(layer) for layer in model.layers
-           if not isinstance(layer, keras.layers.InputLayer)):
+    if not copy and all(layer.dtype_policy.name == wanted(layer) for layer in model.layers
+                        if not isinstance(layer, keras.layers.InputLayer)):
         return model
 
     def clone(layer):
