@@ -7,8 +7,7 @@ import os
 
 import keras
 
-from ..layers import CeilMaxPooling2D, normalize
-from ..layers.norm import check_norm, padded_conv
+from ..layers import CeilMaxPooling2D, check_norm, normalize, padded_conv
 from .. import weights as weights_lib
 from ._zoo import MODELS, register
 
