@@ -157,8 +157,13 @@ def stroke_share(heat, image):
 
 
 def grad_cam_share(model, mode, images, labels, layer):
-    return np.mean([stroke_share(V.grad_cam(model, image, mode, int(label), layer)[1], image)
-                    for image, label in zip(images, labels)])
+    """(mean stroke share over the maps with any heat, number of maps without): where a
+    class's evidence at ``layer`` is negative everywhere, Grad-CAM's ReLU leaves an all-zero
+    map, which has no share (0/0)."""
+    heats = [V.grad_cam(model, image, mode, int(label), layer)[1] for image, label in
+             zip(images, labels)]
+    shares = [stroke_share(h, image) for h, image in zip(heats, images) if h.max() > 0]
+    return np.mean(shares), len(heats) - len(shares)
 
 
 @pytest.mark.slow
@@ -176,10 +181,14 @@ def test_occlusion_and_grad_cam_concentrate_on_the_strokes(digits_model, tmp_pat
         drop = tf.image.resize((p0 - probs)[..., None], (32, 32), "nearest").numpy()[..., 0]
         occ_shares.append(stroke_share(drop, image))
     layer = "conv2_block2_out"
-    right = grad_cam_share(model, mode, images, labels, layer)
-    wrong = grad_cam_share(model, mode, images, (labels + 3) % 10, layer)
-    print("occlusion", np.mean(occ_shares), "grad-cam", right, "wrong class", wrong)
+    right, right_empty = grad_cam_share(model, mode, images, labels, layer)
+    wrong, _ = grad_cam_share(model, mode, images, (labels + 3) % 10, layer)
+    print("occlusion", np.mean(occ_shares), "grad-cam", right, "wrong class", wrong,
+          "true-class maps without heat", right_empty, "of", len(images))
     assert np.isfinite(occ_shares).all() and np.isfinite([right, wrong]).all()
+    # the true class has evidence somewhere in nearly every image (one empty map of 60 seen
+    # on an AMD EPYC, none on an Intel Xeon)
+    assert right_empty <= 0.05 * len(images)
     assert np.mean(occ_shares) > 1.5
     assert right > 1.15 and right > wrong + 0.15
 
