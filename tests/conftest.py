@@ -2,9 +2,6 @@ import gc
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# as the tools do (keras_classics.cli.ONEDNN): TensorFlow's own kernels on AVX2-only CPUs are
-# several times slower at training, and inherited by every tool the tests start
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
