@@ -28,4 +28,3 @@ def test_zoo_unknown_model_is_a_usage_error():
     result = run_tool("vgg17")
     assert result.returncode == 2
     assert "unknown model 'vgg17'; did you mean" in result.stderr
-
