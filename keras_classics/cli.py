@@ -8,6 +8,15 @@ import tensorflow as tf
 
 from .training.precision import PRECISIONS
 
+# Every tool (and bench/, tests/conftest.py) sets TF_ENABLE_ONEDNN_OPTS=1 before importing
+# TensorFlow, unless it is set already. TensorFlow turns oneDNN's kernels on by itself only on
+# CPUs with AVX-512 VNNI/BF16 or AMX; elsewhere (AVX2-only CPUs such as many AMD EPYCs) its own
+# convolution gradients are slow on small feature maps: a 3x3 convolution's backward pass on a
+# 1x1 map took 500 ms instead of 46 ms, and ResNet-18 trained at 28 images/s instead of 135 on
+# the digits at 32x32 (model.fit, batch 64, 2 AMD EPYC cores). Library users set it themselves,
+# before TensorFlow is imported.
+ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
+
 
 def _int_at_least(minimum, what):
     def parse(text):

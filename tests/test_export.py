@@ -322,14 +322,10 @@ def test_export_serves_the_preprocessing_the_model_was_trained_with(tmp_path):
 
 
 # ---- TFLite that runs, checked on real digits ---------------------------------------------
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A ResNet-18 trained on the digits by tools/train.py's train(): (model, run folder)."""
-    from keras_classics import training
-
-    out = tmp_path_factory.mktemp("trained")
-    result = training.train("resnet18", epochs=3, batch_size=64, image_size=32,
-                            output=str(out), verbose=0)
+@pytest.fixture
+def trained(digits_resnet18):
+    """A ResNet-18 trained on the digits (conftest): (model, run folder)."""
+    result, out = digits_resnet18
     return result.model, out
 
 
@@ -358,7 +354,7 @@ def test_tflite_of_a_trained_model_agrees_with_keras_on_held_out_digits(trained,
     ref = np.asarray(model.predict(x, verbose=0))
     assert np.isfinite(got).all()  # variables frozen into the file: no NaN, no READ_VARIABLE
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95
-    assert (ref.argmax(1) == y).mean() >= 0.5  # a trained model: agreement means something
+    assert (ref.argmax(1) == y).mean() >= 0.8  # a trained model: agreement means something
     assert_close(got, ref, atol=1e-4)
 
 

@@ -28,3 +28,28 @@ def test_zoo_unknown_model_is_a_usage_error():
     result = run_tool("vgg17")
     assert result.returncode == 2
     assert "unknown model 'vgg17'; did you mean" in result.stderr
+
+
+def test_every_tool_turns_on_onednn_before_importing_tensorflow():
+    """keras_classics.cli.ONEDNN: the variable only counts if set before TensorFlow loads, so
+    every script of tools/ and bench/ that loads TensorFlow sets it ahead of its first import of TensorFlow, Keras
+    or keras_classics (and leaves a value the user set alone)."""
+    import ast
+
+    from keras_classics.cli import ONEDNN
+
+    heavy = ("tensorflow", "keras", "keras_classics", "timing", "where_time_goes", "run")
+    for path in sorted([*(ROOT / "tools").glob("*.py"), *(ROOT / "bench").glob("*.py")]):
+        text = path.read_text()
+        if '__name__ == "__main__"' not in text:  # a module the scripts import (timing.py)
+            continue
+        tree = ast.parse(text)
+        first_import = next((node.lineno for node in tree.body
+                             if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
+                                 (getattr(node, "module", None) or a.name).split(".")[0]
+                                 in heavy for a in node.names)), None)
+        if first_import is None:
+            continue
+        sets = [node.lineno for node in tree.body if isinstance(node, ast.Expr) and
+                ast.unparse(node) == f"os.environ.setdefault('{ONEDNN}', '1')"]
+        assert sets and sets[0] < first_import, path.name

@@ -60,7 +60,7 @@ def test_fine_tune_two_phases_and_lower_lr(tmp_path):
                              output=str(tmp_path / "ft"))
     head, full = res["phases"]
     assert (head["phase"], full["phase"]) == ("head", "large")
-    assert full["lr"] == pytest.approx(head["lr"] / 10)
+    assert full["lr"] == pytest.approx(head["lr"] / 100)
     assert full["trainable_params"] > head["trainable_params"]
     assert res["model_object"].output_shape == (None, 2)
     saved = json.loads((tmp_path / "pre" / "summary.json").read_text())

@@ -135,16 +135,10 @@ def test_filters_are_one_normalized_tile_per_filter_in_order():
         assert tiles.min() == 0 and tiles.max() == 1
 
 
-@pytest.fixture(scope="module")
-def digits_model(tmp_path_factory):
-    """ResNet-18 trained on the digits at 32x32 (as tools/train.py writes it), and the
-    held-out images."""
-    from keras_classics.training import train
-
-    out = str(tmp_path_factory.mktemp("viz") / "run")  # ~25 s
-    result = train("resnet18", dataset="digits", epochs=6, batch_size=64, preset="adam",
-                   image_size=32, output=out, verbose=0, warmup_epochs=1)
-    assert result.summary["test_accuracy"] >= 0.9, result.summary
+@pytest.fixture
+def digits_model(digits_resnet18):
+    """ResNet-18 trained on the digits at 32x32 (conftest), and the held-out images."""
+    _, out = digits_resnet18
     images, labels, _ = V.dataset_images("digits", 32, limit=40)
     return os.path.join(out, "model.keras"), images, labels
 

@@ -14,6 +14,7 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # why: keras_classics.cli.ONEDNN
 
 from keras_classics import datasets, training, transfer  # noqa: E402
 from keras_classics.cli import (add_precision_arguments, positive_float,  # noqa: E402
@@ -32,7 +33,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--head-epochs", type=positive_int)
     p.add_argument("--lr", type=positive_float, default=1e-3)
-    p.add_argument("--lr-factor", type=positive_float, default=10.0)
+    p.add_argument("--lr-factor", type=positive_float, default=100.0)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--image-size", type=positive_int)
     p.add_argument("--per-class", type=positive_int, help="keep at most this many training examples "

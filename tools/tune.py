@@ -18,6 +18,7 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # why: keras_classics.cli.ONEDNN
 
 from keras_classics import analysis, datasets, recipes, training  # noqa: E402
 from keras_classics.cli import (add_precision_arguments, positive_int,  # noqa: E402
