@@ -342,6 +342,7 @@ def tflite_outputs(path, images):
     return np.stack(rows)
 
 
+@pytest.mark.xdist_group("digits_resnet18")  # one worker trains the model once
 def test_tflite_of_a_trained_model_agrees_with_keras_on_held_out_digits(trained, tmp_path):
     model, run = trained
     res = subprocess.run([sys.executable, str(ROOT / "tools" / "export.py"),

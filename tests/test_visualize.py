@@ -135,6 +135,51 @@ def test_filters_are_one_normalized_tile_per_filter_in_order():
         assert tiles.min() == 0 and tiles.max() == 1
 
 
+def keras_io_grad_cam(model, x, layer, label):
+    """Grad-CAM as the Keras example computes it (keras.io/examples/vision/grad_cam,
+    make_gradcam_heatmap, on the model with the softmax removed): gradient of the class score
+    over the layer's output, averaged per channel, the weighted sum of the channels, ReLU,
+    divided by its maximum. At the layer's resolution."""
+    head = model.get_layer("predictions")
+    grad_model = keras.Model(model.inputs, [model.get_layer(layer).output, head.input])
+    with tf.GradientTape() as tape:
+        conv_out, features = grad_model(x)
+        class_channel = (tf.matmul(features, head.kernel) + head.bias)[:, label]
+    grads = tape.gradient(class_channel, conv_out)
+    pooled_grads = tf.reduce_mean(grads, axis=(0, 1, 2))
+    heatmap = tf.squeeze(conv_out[0] @ pooled_grads[..., tf.newaxis])
+    return (tf.maximum(heatmap, 0) / tf.math.reduce_max(heatmap)).numpy()
+
+
+def test_grad_cam_matches_the_keras_example():
+    """On a small net with random weights (the class score depends on where features are: a
+    strided convolution and a flattening head after the layer), for the predicted class and
+    every other one whose map has heat."""
+    inputs = keras.Input((16, 16, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c1")(inputs)
+    h = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="c2")(h)
+    outputs = keras.layers.Dense(5, activation="softmax", name="predictions")(
+        keras.layers.Flatten()(h))
+    model = keras.Model(inputs, outputs)
+    image = random_image(16, seed=3)
+    x = V.prepare(model, image, "tf")
+    layer, heat, predicted = V.grad_cam(model, image, "tf", layer="c1")
+    assert layer == "c1" and predicted == int(np.argmax(model(x)[0]))
+    compared = 0
+    for label in range(5):
+        want = keras_io_grad_cam(model, x, "c1", label)
+        if not np.isfinite(want).all():  # negative evidence everywhere: an all-zero map
+            assert V.grad_cam(model, image, "tf", label, "c1")[1].max() == 0
+            continue
+        got = V.grad_cam(model, image, "tf", label, "c1")[1]
+        assert got.shape == (16, 16)  # c1 is at the input's size: no resizing in between
+        assert_close(got, want, rtol=1e-4, atol=1e-5)
+        compared += 1
+    assert compared >= 2
+    at_c2 = V.grad_cam(model, image, "tf", predicted, "c2")[1]  # 8x8, resized to 16x16
+    assert at_c2.shape == (16, 16) and not np.allclose(at_c2, heat)
+
+
 @pytest.fixture
 def digits_model(digits_resnet18):
     """ResNet-18 trained on the digits at 32x32 (conftest), and the held-out images."""
@@ -161,11 +206,11 @@ def grad_cam_share(model, mode, images, labels, layer):
 
 
 @pytest.mark.slow
-def test_occlusion_and_grad_cam_concentrate_on_the_strokes(digits_model, tmp_path):
+@pytest.mark.xdist_group("digits_resnet18")  # one worker trains the model once
+def test_occlusion_concentrates_on_the_strokes_and_grad_cam_has_heat(digits_model, tmp_path):
     """On held-out digits: the probability drop under occlusion lies on the strokes (about
-    twice their share of the image, measured 2.1 and 1.9); Grad-CAM of the true class at an 8x8
-    map puts more of its heat on them than their share (measured 1.25 and 1.20). Then the
-    README's command on the same model.keras."""
+    twice their share of the image, measured 2.1, 1.9 and 2.0); Grad-CAM of the true class
+    finds evidence in most images. Then the README's command on the same model.keras."""
     path, images, labels = digits_model
     model, mode = V.load(path)
     occ_shares = []
@@ -184,10 +229,11 @@ def test_occlusion_and_grad_cam_concentrate_on_the_strokes(digits_model, tmp_pat
     # none on an Intel Xeon)
     assert right_empty <= 0.25 * len(images)
     assert np.mean(occ_shares) > 1.5
-    # more heat on the strokes than their share of the image. Not asserted: that a wrong
-    # class's Grad-CAM has less (0.97 against 1.25 for the model trained on an Intel Xeon; on
-    # an AMD EPYC the model trained there gave 1.30 against 1.20: class-agnostic at this map)
-    assert right > 1.0
+    # Not asserted: how much of Grad-CAM's heat lies on the strokes. At this 8x8 map it is a
+    # property of the trained model that did not hold still: true class 1.25, 1.20, 1.16 and
+    # 1.03 times the strokes' share, a wrong class 0.97 to 1.30, on models trained on an Intel
+    # Xeon and an AMD EPYC. The computation itself is checked against the Keras example
+    # (test_grad_cam_matches_the_keras_example).
 
     import matplotlib.image as mpimg
 
