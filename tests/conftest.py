@@ -43,8 +43,8 @@ KERAS_APPS = {
 def digits_resnet18(tmp_path_factory):
     """A ResNet-18 trained on the digits at 32x32 by ``training.train`` (as tools/train.py
     writes it): (TrainResult, run folder). One recipe for the tests that need a trained model
-    (TFLite export, visualization); trained once per xdist worker that asks for it. Checked
-    to have learned: on an AMD EPYC 3 epochs of the digits preset gave 0.44 test accuracy."""
+    (TFLite export, visualization), which share an xdist_group so that one worker trains it
+    once. Checked to have learned (3 epochs of the digits preset gave 0.44 on an AMD EPYC)."""
     from keras_classics.training import train
 
     out = tmp_path_factory.mktemp("digits_resnet18") / "run"
