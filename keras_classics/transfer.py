@@ -11,8 +11,9 @@ Fine-tuning (the second phase of medium/large) uses the first phase's learning r
 by ``lr_factor`` (default 100, as the Keras guide's Adam 1e-3 for the head, then 1e-5 for the
 whole model: with 10, Adam's first full-size steps on every layer wrecked the pretrained
 features in the digits experiment, "large" 0.59 against 0.87 with 100). The backbone's
-BatchNormalization layers stay frozen, hence in inference mode, in every regime (the Keras transfer-learning guide's rule; in Keras 3 a frozen
-BN layer runs in inference mode, whatever ``training`` flag the outer model receives).
+BatchNormalization layers stay frozen, hence in inference mode, in every regime (the Keras
+transfer-learning guide's rule; in Keras 3 a frozen BN layer runs in inference mode, whatever
+``training`` flag the outer model receives).
 What is trainable is decided by stage, read from the layer names every zoo model uses
 (``block3_*``, ``conv4_block2_*``, ``inception_4c_*``, ``pool3_*`` ...), not by layer counts.
 """
