@@ -239,7 +239,15 @@ def test_bayesian_tuner_runs(tmp_path):
                         max_trials=2, epochs=2, image_size=16, directory=str(tmp_path),
                         seeds=1)
     done = [r for r in report["trials"] if r["status"] == "completed"]
-    assert len(done) == 2 and all(r["val_accuracy"] > 0.2 for r in done)  # chance: 0.1
+    assert len(done) == 2
+    # each trial trained: its loss fell. Not its validation accuracy: after 2 epochs the
+    # batch-norm trial's moving statistics can lag its weights (seen: training accuracy 0.59,
+    # validation 0.18, with one intra-op thread per test worker)
+    for r in done:
+        rows = list(csv.DictReader((tmp_path / "norm" / f"trial_{r['trial']}" / "seed0" /
+                                    "history.csv").open()))
+        assert len(rows) == 2 and float(rows[-1]["loss"]) < float(rows[0]["loss"]), rows
+    assert max(r["val_accuracy"] for r in done) > 0.2  # chance: 0.1
     assert report["best_test_accuracy"] > 0.2
 
 
