@@ -32,8 +32,8 @@ def test_zoo_unknown_model_is_a_usage_error():
 
 def test_every_tool_turns_on_onednn_before_importing_tensorflow():
     """keras_classics.cli.ONEDNN: the variable only counts if set before TensorFlow loads, so
-    every script of tools/ and bench/ that loads TensorFlow sets it ahead of its first import of TensorFlow, Keras
-    or keras_classics (and leaves a value the user set alone)."""
+    every script of tools/ and bench/ that loads TensorFlow sets it ahead of its first import
+    of TensorFlow, Keras or keras_classics (and leaves a value the user set alone)."""
     import ast
 
     from keras_classics.cli import ONEDNN
