@@ -293,7 +293,7 @@ def profile(model_or_name, input_shape=None, batch_size=1, dtype=None):
     if isinstance(model_or_name, str):
         info = model_info(model_or_name)
         kwargs = {"input_shape": tuple(input_shape)} if input_shape is not None else {}
-        model = info.build(**kwargs)
+        model = info.build_shapes(**kwargs)  # shapes are all a profile reads
     else:
         model = model_or_name
     graph = _graph(model)

@@ -75,7 +75,7 @@ def describe(name, **kwargs):
     """Build ``name`` at its standard configuration and return its vital figures as a dict:
     name, family, dataset, default/min input size, trainable and total parameters, layers."""
     info = model_info(name)
-    model = info.build(**kwargs)
+    model = info.build_shapes(**kwargs)
     trainable = sum(int(math.prod(w.shape)) for w in model.trainable_weights)
     return {"name": info.name, "family": info.family, "dataset": info.dataset,
             "input": info.default_size, "min_input": info.min_size, "trainable": trainable,

@@ -1,3 +1,4 @@
+import functools
 import gc
 import os
 
@@ -24,6 +25,26 @@ def _fresh_keras_state():
     yield
     keras.backend.clear_session()
     gc.collect()
+
+
+@functools.lru_cache(maxsize=1)
+def standard_model(name):
+    """``name`` built in its standard configuration (``kc.get_model(name)``), kept until
+    another is asked for. Read-only use: the contract, parameter and depth tests of one model
+    share it. Building is most of their time (Keras creates each layer's variables one by
+    one: preact_resnet1001 takes 20 s), and they are parametrized with
+    :func:`standard_models`, whose xdist_group sends the tests of one model to one worker in a
+    row, so each model is built once."""
+    import keras_classics as kc
+
+    return kc.get_model(name)
+
+
+def standard_models(params):
+    """Model names (or tuples whose first item is one) as pytest parameters, each in its
+    model's xdist_group: the one :func:`standard_model` serves."""
+    return [pytest.param(*(p if isinstance(p, tuple) else (p,)), marks=pytest.mark.xdist_group(
+        f"standard_{p[0] if isinstance(p, tuple) else p}")) for p in params]
 
 
 # The models keras.applications also has, by our registry name.

@@ -176,6 +176,38 @@ def test_private_graph_call_is_pinned_to_the_keras_version_it_was_checked_with()
     assert seen == [(model.layers[1].name, (7, 4)), (model.layers[2].name, (7, 2))]
 
 
+def pending_initializers():
+    """Keras's list of variables created in a StatelessScope and not yet initialized."""
+    from keras.src.backend.common import global_state
+
+    return list(global_state.get_global_attribute("uninitialized_variables") or [])
+
+
+# one model per family and block kind (LRN, BN-less FCs, Inception, bottleneck, SE, dense)
+@pytest.mark.parametrize("name", ["alexnet", "vgg11_bn", "googlenet", "resnet50", "wrn_16_8",
+                                  "se_resnext50_32x4d", "densenet121", "preact_resnet164"])
+def test_profile_by_name_builds_shapes_only_and_matches_the_real_model(name):
+    """profile(name) builds with ModelInfo.build_shapes (no initializer runs): the same rows
+    and totals as profiling the model get_model(name) gives users, and nothing left on Keras's
+    list of variables to initialize (the next StatelessScope would allocate them). Keras
+    private state is read here, as in build_shapes: pinned with analysis.KERAS_CHECKED."""
+    before = pending_initializers()
+    real = analysis.profile(kc.get_model(name))
+    by_name = analysis.profile(name)
+    assert by_name.rows == real.rows and by_name.macs == real.macs > 0
+    assert (by_name.trainable_params, by_name.non_trainable_params) == \
+        (real.trainable_params, real.non_trainable_params)
+    shapes = kc.model_info(name).build_shapes()
+    assert shapes.count_params() == sum(r.params for r in real.rows)
+    assert all(v._value is None for v in shapes.weights)  # not initialized: not allocated
+    assert pending_initializers() == before
+    with keras.StatelessScope():  # leaving a scope initializes what is pending: not these
+        pass
+    assert all(v._value is None for v in shapes.weights)
+    with pytest.raises(ValueError, match="without weights"):
+        kc.model_info(name).build_shapes(weights="imagenet")
+
+
 def test_subclassed_model_is_refused():
     class Sub(keras.Model):
         def call(self, x):

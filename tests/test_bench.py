@@ -1,8 +1,10 @@
 """bench/run.py --quick as a smoke test: it runs and produces every row (no timing asserted),
-and the oneDNN profile parser on real verbose lines."""
+the oneDNN profile parser on real verbose lines, loop_vs_fit --quick and profile_zoo on two
+models."""
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +108,20 @@ def test_profile_parser_on_onednn_verbose_lines():
     assert prims == [("reorder", 0.25, None),
                      ("convolution kxk", 9.5, 2 * 32 * 64 * 112 * 112 * 3 * 7 * 7),
                      ("convolution 1x1 +residual add", 2.0, 2 * 4 * 256 * 56 * 56 * 32)]
+
+
+def test_profile_zoo_times_shapes_only_and_full_builds():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "profile_zoo.py"), "--models",
+                             "resnet18", "googlenet"], capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = re.search(r"2 models: build ([\d.]+) s \(shapes only; full build ([\d.]+) s, "
+                  r"([\d.]+)x\) \+ profile ([\d.]+) s = ([\d.]+) s", result.stdout)
+    assert m, result.stdout
+    shapes, full, ratio, walk, total = map(float, m.groups())
+    assert all(math.isfinite(v) and v > 0 for v in (shapes, full, ratio, walk, total))
+    assert ratio == pytest.approx(full / shapes, rel=0.1)  # printed to 0.1 s
+    assert total == pytest.approx(shapes + walk, abs=0.15)
 
 
 @pytest.mark.slow

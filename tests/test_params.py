@@ -6,7 +6,7 @@ statistics). Sources: ../shared/REFERENCE.md (torchvision, keras.applications, t
 import pytest
 
 import keras_classics as kc
-from conftest import trainable_count
+from conftest import standard_model, standard_models, trainable_count
 
 # Exact figures where the topology is the same as the reference.
 TORCHVISION = {  # torchvision weights' _meta["num_params"]
@@ -68,33 +68,33 @@ def test_every_registered_model_has_a_reference():
     assert not missing
 
 
-@pytest.mark.parametrize("name", sorted(TORCHVISION))
+@pytest.mark.parametrize("name", standard_models(sorted(TORCHVISION)))
 def test_matches_torchvision(name):
-    assert trainable_count(kc.get_model(name)) == TORCHVISION[name]
+    assert trainable_count(standard_model(name)) == TORCHVISION[name]
 
 
-@pytest.mark.parametrize("name", sorted(KERAS_TOTAL))
+@pytest.mark.parametrize("name", standard_models(sorted(KERAS_TOTAL)))
 def test_matches_keras_applications_total(name):
-    assert kc.get_model(name).count_params() == KERAS_TOTAL[name]
+    assert standard_model(name).count_params() == KERAS_TOTAL[name]
 
 
-@pytest.mark.parametrize("name", sorted(DERIVED))
+@pytest.mark.parametrize("name", standard_models(sorted(DERIVED)))
 def test_matches_derived_count(name):
-    assert trainable_count(kc.get_model(name)) == DERIVED[name]
+    assert trainable_count(standard_model(name)) == DERIVED[name]
 
 
-@pytest.mark.parametrize("name", sorted(PAPERS))
+@pytest.mark.parametrize("name", standard_models(sorted(PAPERS)))
 def test_matches_paper_rounded(name):
     millions, decimals = PAPERS[name]
-    assert round(trainable_count(kc.get_model(name)) / 1e6, decimals) == millions
+    assert round(trainable_count(standard_model(name)) / 1e6, decimals) == millions
 
 
-@pytest.mark.parametrize("name,millions", [("resnet20_cifar", 0.27), ("resnet56_cifar", 0.85),
-                                           ("plain20_cifar", 0.27)])
+@pytest.mark.parametrize("name,millions", standard_models([
+    ("resnet20_cifar", 0.27), ("resnet56_cifar", 0.85), ("plain20_cifar", 0.27)]))
 def test_cifar_resnets_against_table_6(name, millions):
     """The paper's CIFAR nets use parameter-free (zero-padding) shortcuts, option A; ours
     project with a 1x1 conv + BN (2,752 parameters). Without them the counts are the paper's."""
-    model = kc.get_model(name)
+    model = standard_model(name)
     projection = sum(l.count_params() for l in model.layers
                      if l.name.endswith(("_0_conv", "_0_bn")) and l.trainable)
     bn_stats = sum(int(w.numpy().size) for l in model.layers
@@ -111,6 +111,7 @@ GOOGLENET_TABLE = [(192, 64, 96, 128, 16, 32, 32), (256, 128, 128, 192, 32, 96, 
                    (832, 384, 192, 384, 48, 128, 128)]
 
 
+@pytest.mark.xdist_group("standard_googlenet")
 def test_googlenet_is_its_paper_table_exactly():
     """Table 1's params column sums to 6.8 M (it rounds, omits biases and lists conv1 as 2.7K
     where 7*7*3*64 = 9.4K); the table's layers, with biases, give the exact count (6,998,552)."""
@@ -121,19 +122,18 @@ def test_googlenet_is_its_paper_table_exactly():
     for cin, c1, r3, c3, r5, c5, proj in GOOGLENET_TABLE:
         want += conv(1, cin, c1) + conv(1, cin, r3) + conv(3, r3, c3) + conv(1, cin, r5) + \
             conv(5, r5, c5) + conv(1, cin, proj)
-    assert trainable_count(kc.get_model("googlenet")) == want
+    assert trainable_count(standard_model("googlenet")) == want
 
 
 # DenseNet-264's Table 1 blocks (6, 12, 64, 48) give 2*130 + 5 = 265 weight layers: the
 # paper's name is one off; we build its table, not its name.
-@pytest.mark.parametrize("name,depth", [("densenet121", 121), ("densenet264", 265),
-                                        ("densenet_bc_100_12", 100), ("resnet50", 50),
-                                        ("resnet152_v2", 152), ("resnet34", 34),
-                                        ("preact_resnet164", 164), ("vgg19", 19),
-                                        ("vgg16_c", 16), ("vgg11_lrn", 11)])
+@pytest.mark.parametrize("name,depth", standard_models([
+    ("densenet121", 121), ("densenet264", 265), ("densenet_bc_100_12", 100), ("resnet50", 50),
+    ("resnet152_v2", 152), ("resnet34", 34), ("preact_resnet164", 164), ("vgg19", 19),
+    ("vgg16_c", 16), ("vgg11_lrn", 11)]))
 def test_depth_is_the_number_of_weight_layers(name, depth):
     """The papers' depth counts convs and FCs on the main path (not 1x1 projections)."""
-    model = kc.get_model(name)
+    model = standard_model(name)
     layers = [layer for layer in model.layers
               if layer.__class__.__name__ in ("Conv2D", "Dense")
               and not layer.name.endswith("_0_conv")]
