@@ -107,6 +107,21 @@ def call_tool(name, *args):
     return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
+def digits_folder(root, classes=range(10), per_class=30):
+    """scikit-learn's digits written as a folder dataset (``root/digit{label}/{i}.png``, 8x8
+    RGB PNGs, the first ``per_class`` of each class): real images in the layout users train
+    on, smaller than the embedded set where a test needs only the pipeline."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for label in classes:
+        folder = root / f"digit{label}"
+        folder.mkdir(parents=True)
+        for i, image in enumerate(digits.images[digits.target == label][:per_class]):
+            keras.utils.save_img(folder / f"{i}.png", np.repeat(image[..., None] * 16, 3, -1))
+    return root
+
+
 def random_images(shape, batch=2, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (batch, *shape)).astype("float32")
 

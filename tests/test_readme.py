@@ -16,7 +16,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
+
+from conftest import digits_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
@@ -108,7 +109,7 @@ GROUPS = {
     "mirrored": ["python tools/train.py wrn_10_1 --epochs 2 --batch-size 32 --image-size 16 "
                  "--strategy mirrored --cpu-replicas 2 --jit --output runs/mirrored"],
     "transfer": ["python tools/finetune.py --experiment"],
-    "visualize": ["python tools/train.py zfnet --image-size 112 --preset adam --lr 5e-4 "
+    "visualize": ["python tools/train.py zfnet --image-size 80 --preset adam --lr 5e-4 "
                   "--batch-size 32 --epochs 5 --mixed-precision --output runs/zf",
                   "python tools/visualize.py runs/zf/model.keras --dataset digits --out viz/"],
 }
@@ -175,12 +176,7 @@ def test_analysis_commands(copy):
 @pytest.mark.slow
 def test_training_export_and_finetune_commands(copy):
     # the folder the README's fine-tuning command names, as class subfolders of digit images
-    digits = load_digits()
-    for label in (0, 1, 2):
-        folder = copy / "path" / "to" / "class_folders" / f"digit{label}"
-        folder.mkdir(parents=True)
-        for i, image in enumerate(digits.images[digits.target == label][:30]):
-            keras.utils.save_img(folder / f"{i}.png", np.repeat(image[..., None] * 16, 3, -1))
+    digits_folder(copy / "path" / "to" / "class_folders", classes=(0, 1, 2), per_class=30)
     run_group("train_export_finetune", copy)
     run = copy / "runs" / "train"
     s = summary(run / "summary.json")
@@ -261,7 +257,7 @@ def test_transfer_experiment_command(copy):
 def test_visualize_commands(copy):
     run_group("visualize", copy)
     s = summary(copy / "runs" / "zf" / "summary.json")
-    assert s["test_accuracy"] >= 0.969 - 0.04, s  # README: "test accuracy 0.969 here"
+    assert s["test_accuracy"] >= 0.958 - 0.04, s  # README: "test accuracy 0.958 here"
     for name in ("filters", "feature_maps", "top_activations", "projections", "occlusion",
                  "grad_cam"):  # "writes the six PNG files below"
         assert (copy / "viz" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
