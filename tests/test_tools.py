@@ -53,3 +53,39 @@ def test_every_tool_turns_on_onednn_before_importing_tensorflow():
         sets = [node.lineno for node in tree.body if isinstance(node, ast.Expr) and
                 ast.unparse(node) == f"os.environ.setdefault('{ONEDNN}', '1')"]
         assert sets and sets[0] < first_import, path.name
+
+
+GROUPED = '''
+import os, pytest
+
+@pytest.mark.xdist_group("shared")
+@pytest.mark.parametrize("i", [0, 1])
+def test_grouped_parametrized(i, request):
+    record(request)
+
+@pytest.mark.xdist_group("shared")
+def test_grouped(request):
+    record(request)
+
+def test_other():
+    pass
+
+def record(request):
+    with open(os.path.join(os.path.dirname(__file__), "seen.txt"), "a") as f:
+        f.write(f"{os.environ['PYTEST_XDIST_WORKER']} {request.node.nodeid}\\n")
+'''
+
+
+def test_xdist_loadgroup_keeps_a_group_on_one_worker(tmp_path):
+    """The suite's setup (setup.cfg: -n auto --dist loadgroup) relies on xdist_group to train
+    a shared model once: with the installed pytest and xdist, every test of a group carries
+    the group's suffix and runs on one worker (pytest 9.2 broke this: pytest-xdist#1386)."""
+    (tmp_path / "test_grouped.py").write_text(GROUPED)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist",
+                          "loadgroup", "-p", "no:cacheprovider", str(tmp_path)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    seen = [line.split() for line in (tmp_path / "seen.txt").read_text().splitlines()]
+    assert len(seen) == 3 and all(nodeid.endswith("@shared") for _, nodeid in seen), seen
+    assert len({worker for worker, _ in seen}) == 1, seen
