@@ -4,7 +4,7 @@ the paired ratio (ours / fit). Our loop runs under every tf.distribute strategy 
 under MultiWorkerMirroredStrategy); this measures what that costs on one device.
 
     python bench/loop_vs_fit.py                 # digits 32x32, batch 64, 7 rounds
-    python bench/loop_vs_fit.py --quick         # one short round: a smoke test
+    python bench/loop_vs_fit.py --quick         # one round of 10 steps: a smoke test
 
 Writes OUT/loop_vs_fit.md and OUT/loop_vs_fit.json.
 """
@@ -30,11 +30,13 @@ from timing import interleaved, speedup  # noqa: E402
 tf.get_logger().setLevel("ERROR")
 
 
-def contenders(size, batch, repeat, executions):
-    """{name: one pass over the same cached, batched digits (``repeat`` epochs)}."""
+def contenders(size, batch, repeat, executions, steps=None):
+    """{name: one pass over the same cached, batched digits (``repeat`` epochs, or its first
+    ``steps`` batches)}."""
     d = datasets.digits(size)
     ds = d.pipeline("train", batch, drop_remainder=True).repeat(repeat)
-    steps = d.num_train // batch * repeat
+    steps = min(steps or d.num_train // batch * repeat, d.num_train // batch * repeat)
+    ds = ds.take(steps)
     fns = {}
 
     def build():
@@ -62,12 +64,13 @@ def contenders(size, batch, repeat, executions):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="one round, one pass: a smoke test")
+    p.add_argument("--quick", action="store_true",
+                   help="one round of 10 steps (the warm-up pass traces): a smoke test")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--out", default="bench/results")
     args = p.parse_args(argv)
     size, batch, repeat, rounds = (32, 64, 1, 1) if args.quick else (32, 64, 4, args.rounds)
-    fns, images = contenders(size, batch, repeat, (1, 10))
+    fns, images = contenders(size, batch, repeat, (1, 10), steps=10 if args.quick else None)
     # As timeit does: Python's garbage collector runs between timed calls, not inside them
     # (a collection of the process's Keras objects costs seconds and lands on whichever
     # contender happens to trigger it).

@@ -61,18 +61,19 @@ KERAS_APPS = {
 
 
 @pytest.fixture(scope="session")
-def digits_resnet18(tmp_path_factory):
-    """A ResNet-18 trained on the digits at 32x32 by ``training.train`` (as tools/train.py
-    writes it): (TrainResult, run folder). One recipe for the tests that need a trained model
-    (TFLite export, visualization), which share an xdist_group so that one worker trains it
-    once. Checked to have learned (3 epochs of the digits preset gave 0.44 on an AMD EPYC)."""
-    from keras_classics.training import train
+def readme_training(tmp_path_factory):
+    """The README's training, export and fine-tuning commands (tests/test_readme.py, group
+    "train_export_finetune"), run once, as written, in a copy of the repository: (copy,
+    {command: stdout}). Its ``runs/train/model.keras`` -- ResNet-18 trained on the digits by
+    the README's first training command -- is also the trained model of the TFLite and
+    visualization tests; the tests using this fixture share an xdist_group, so one worker
+    trains once for all of them."""
+    import test_readme
 
-    out = tmp_path_factory.mktemp("digits_resnet18") / "run"
-    result = train("resnet18", dataset="digits", epochs=6, batch_size=64, preset="adam",
-                   image_size=32, output=str(out), verbose=0, warmup_epochs=1)
-    assert result.summary["test_accuracy"] >= 0.9, result.summary
-    return result, out
+    copy = test_readme.copy_repository(tmp_path_factory.mktemp("readme_training") / "repo")
+    # the folder the README's fine-tuning command names, as class subfolders of digit images
+    digits_folder(copy / "path" / "to" / "class_folders", classes=(0, 1, 2), per_class=30)
+    return copy, test_readme.run_group("train_export_finetune", copy)
 
 
 def trainable_count(model):

@@ -133,6 +133,7 @@ def test_loop_vs_fit_quick_reports_consistent_figures(tmp_path):
     report = json.loads((tmp_path / "loop_vs_fit.json").read_text())
     rows = {r["loop"]: r for r in report["rows"]}
     assert set(rows) == {"model.fit", "ours, 1 steps per call", "ours, 10 steps per call"}
+    assert report["settings"]["images_per_round"] == 10 * 64  # --quick: 10 steps of 64
     fit = rows["model.fit"]["images_per_second"]
     for r in rows.values():  # one round: the paired ratio is the ratio of the two speeds
         assert math.isfinite(r["images_per_second"]) and r["images_per_second"] > 0

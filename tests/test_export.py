@@ -323,10 +323,13 @@ def test_export_serves_the_preprocessing_the_model_was_trained_with(tmp_path):
 
 # ---- TFLite that runs, checked on real digits ---------------------------------------------
 @pytest.fixture
-def trained(digits_resnet18):
-    """A ResNet-18 trained on the digits (conftest): (model, run folder)."""
-    result, out = digits_resnet18
-    return result.model, out
+def trained(readme_training):
+    """The README's training and TFLite export (conftest.readme_training): (the ResNet-18 it
+    trained on the digits, the .tflite file ``export.py ... --out lite/ --format tflite``
+    wrote from it)."""
+    copy, _ = readme_training
+    return keras.saving.load_model(copy / "runs" / "train" / "model.keras"), \
+        copy / "lite" / "model.tflite"
 
 
 def tflite_outputs(path, images):
@@ -342,16 +345,12 @@ def tflite_outputs(path, images):
     return np.stack(rows)
 
 
-@pytest.mark.xdist_group("digits_resnet18")  # one worker trains the model once
-def test_tflite_of_a_trained_model_agrees_with_keras_on_held_out_digits(trained, tmp_path):
-    model, run = trained
-    res = subprocess.run([sys.executable, str(ROOT / "tools" / "export.py"),
-                          str(run / "model.keras"), "--out", str(tmp_path), "--format",
-                          "tflite"], capture_output=True, text=True, env=ENV, timeout=600)
-    assert res.returncode == 0, res.stderr
+@pytest.mark.xdist_group("readme_training")  # one worker trains the model once
+def test_tflite_of_a_trained_model_agrees_with_keras_on_held_out_digits(trained):
+    model, tflite = trained
     x, y = next(iter(datasets.digits(32).pipeline("test", 50)))  # as trained: torch mode
     x, y = np.asarray(x), np.asarray(y)
-    got = tflite_outputs(tmp_path / "model.tflite", x)
+    got = tflite_outputs(tflite, x)
     ref = np.asarray(model.predict(x, verbose=0))
     assert np.isfinite(got).all()  # variables frozen into the file: no NaN, no READ_VARIABLE
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95

@@ -17,8 +17,6 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import digits_folder
-
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
        # `python` in a command is the interpreter running the tests
@@ -125,13 +123,17 @@ def test_every_readme_command_is_run_or_listed():
     assert not stale, f"commands of this test that are no longer in the README: {stale}"
 
 
-@pytest.fixture
-def copy(tmp_path):
-    """A copy of the working directory (what a user has after cloning), without outputs."""
-    dest = tmp_path / "repo"
+def copy_repository(dest):
+    """A copy of the working directory at ``dest`` (what a user has after cloning), without
+    outputs."""
     shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(
         ".git", "runs", "serving", "lite", "viz", "__pycache__", "*.egg-info", ".pytest_cache"))
     return dest
+
+
+@pytest.fixture
+def copy(tmp_path):
+    return copy_repository(tmp_path / "repo")
 
 
 def run_group(name, cwd, timeout=1200, env=ENV):
@@ -174,10 +176,9 @@ def test_analysis_commands(copy):
 
 
 @pytest.mark.slow
-def test_training_export_and_finetune_commands(copy):
-    # the folder the README's fine-tuning command names, as class subfolders of digit images
-    digits_folder(copy / "path" / "to" / "class_folders", classes=(0, 1, 2), per_class=30)
-    run_group("train_export_finetune", copy)
+@pytest.mark.xdist_group("readme_training")  # with the tests of its model (conftest)
+def test_training_export_and_finetune_commands(readme_training):
+    copy, _ = readme_training  # the group's commands, run as written
     run = copy / "runs" / "train"
     s = summary(run / "summary.json")
     # README: "digits preset: 8 epochs, batch 64 ... ~98% test"

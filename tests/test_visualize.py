@@ -181,11 +181,12 @@ def test_grad_cam_matches_the_keras_example():
 
 
 @pytest.fixture
-def digits_model(digits_resnet18):
-    """ResNet-18 trained on the digits at 32x32 (conftest), and the held-out images."""
-    _, out = digits_resnet18
+def digits_model(readme_training):
+    """ResNet-18 trained on the digits at 32x32 by the README's training command
+    (conftest.readme_training), and the held-out images."""
+    copy, _ = readme_training
     images, labels, _ = V.dataset_images("digits", 32, limit=40)
-    return os.path.join(out, "model.keras"), images, labels
+    return copy / "runs" / "train" / "model.keras", images, labels
 
 
 def stroke_share(heat, image):
@@ -206,7 +207,7 @@ def grad_cam_share(model, mode, images, labels, layer):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("digits_resnet18")  # one worker trains the model once
+@pytest.mark.xdist_group("readme_training")  # one worker trains the model once
 def test_occlusion_concentrates_on_the_strokes_and_grad_cam_has_heat(digits_model, tmp_path):
     """On held-out digits: the probability drop under occlusion lies on the strokes (about
     twice their share of the image, measured 2.1, 1.9 and 2.0); Grad-CAM of the true class
@@ -221,10 +222,9 @@ def test_occlusion_concentrates_on_the_strokes_and_grad_cam_has_heat(digits_mode
         occ_shares.append(stroke_share(drop, image))
     layer = "conv2_block2_out"
     right, right_empty = grad_cam_share(model, mode, images, labels, layer)
-    wrong, _ = grad_cam_share(model, mode, images, (labels + 3) % 10, layer)
-    print("occlusion", np.mean(occ_shares), "grad-cam", right, "wrong class", wrong,
+    print("occlusion", np.mean(occ_shares), "grad-cam", right,
           "true-class maps without heat", right_empty, "of", len(images))
-    assert np.isfinite(occ_shares).all() and np.isfinite([right, wrong]).all()
+    assert np.isfinite(occ_shares).all() and np.isfinite(right)
     # the true class has evidence somewhere in most images (empty maps seen on an AMD EPYC,
     # none on an Intel Xeon)
     assert right_empty <= 0.25 * len(images)
