@@ -193,6 +193,25 @@ def test_aux_losses_weighted_0_3():
     assert got == pytest.approx(ce(main) + 0.3 * 2 * ce(aux), rel=1e-5)
 
 
+def test_evaluation_traces_once_and_counts_the_partial_batch():
+    """103 examples in batches of 64: the partial last batch reuses the one trace (made for
+    the dataset's element_spec), and every example counts once in the loss and accuracy."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    net = resolve("wrn_10_1").build(classes=10, input_shape=(16, 16, 3))
+    loop = training.StepLoop(tf.distribute.get_strategy(), net, keras.optimizers.SGD(0.1), 64)
+    x = np.random.default_rng(0).uniform(-1, 1, (103, 16, 16, 3)).astype("float32")
+    y = np.arange(103, dtype="int32") % 10
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+    for _ in range(2):
+        loss, accuracy = loop.evaluate(dataset)
+    assert loop._eval_step.experimental_get_tracing_count() == 1
+    probs = np.asarray(net(x, training=False))
+    want = -np.log(probs[np.arange(103), y]).mean()
+    assert np.isfinite(loss) and loss == pytest.approx(want, rel=1e-4)
+    assert accuracy == pytest.approx((probs.argmax(1) == y).mean())
+
 @pytest.mark.slow
 def test_googlenet_with_aux_heads_mixed_precision_and_xla(tmp_path):
     digits = datasets.subset(datasets.digits(79), list(range(10)), per_class=20)  # XLA compiles most

@@ -136,6 +136,9 @@ class StepLoop:
 
     def evaluate(self, dataset):
         """(mean loss, accuracy) over a distributed dataset."""
+        # traced for the dataset's element_spec (batch size None), so that the last, partial
+        # batch reuses it instead of tracing the model again (a lookup after the first call)
+        self._eval_step.get_concrete_function(*dataset.element_spec)
         totals = None
         for x, y in dataset:
             out = self._eval_step(x, y)
