@@ -173,8 +173,8 @@ def trial_states(project):
 
 @pytest.mark.slow
 def test_kill_and_resume_repeats_and_loses_no_trial(tmp_path):
-    args = TUNE + ["norm", "--max-trials", "3", "--epochs", "1", "--seeds", "1", "--directory",
-                   str(tmp_path)]
+    args = TUNE + ["norm", "--max-trials", "3", "--epochs", "1", "--seeds", "1", "--image-size",
+                   "16", "--directory", str(tmp_path)]
     project = tmp_path / "norm"
     proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -212,8 +212,8 @@ def test_distributed_search_chief_and_two_workers(tmp_path):
                "KERASTUNER_ORACLE_PORT": str(port)}
         procs[tuner_id] = subprocess.Popen(
             TUNE + ["norm", "--max-trials", "4", "--epochs", "1", "--seeds", "1",
-                    "--directory", str(tmp_path)], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+                    "--image-size", "16", "--directory", str(tmp_path)], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if tuner_id == "chief":  # the workers start once the chief's oracle listens
             deadline = time.time() + 300
             while procs["chief"].poll() is None and time.time() < deadline:
