@@ -25,7 +25,9 @@ def test_zoo_table_and_csv(tmp_path):
 
 
 def test_zoo_unknown_model_is_a_usage_error():
-    result = run_tool("vgg17")
+    from conftest import call_tool
+
+    result = call_tool("zoo", "vgg17")  # in this process: the table test starts the tool
     assert result.returncode == 2
     assert "unknown model 'vgg17'; did you mean" in result.stderr
 

@@ -17,7 +17,7 @@ import pytest
 from keras_classics import datasets, training
 from keras_classics.registry import resolve
 
-from conftest import load_tool  # noqa: E402
+from conftest import call_tool, load_tool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, str(ROOT / "tools" / "train.py")]
@@ -153,7 +153,7 @@ def test_bad_input(tmp_path):
                                          "mixed_float16, mixed_bfloat16, auto"):
         training.train("resnet18", precision="fp16", output=str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
-    bad = run(["vgg17", "--output", str(tmp_path)])
+    bad = call_tool("train", "vgg17", "--output", tmp_path)
     assert bad.returncode == 2 and "did you mean" in bad.stderr
 
 

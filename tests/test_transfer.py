@@ -1,9 +1,5 @@
 """Transfer learning: stages by name, the regimes, the offline experiment, bad input."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -12,9 +8,7 @@ import pytest
 
 import keras_classics as kc
 from keras_classics import datasets, transfer
-
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+from conftest import call_tool
 
 
 @pytest.mark.parametrize("name,stages", [
@@ -89,9 +83,7 @@ def test_bad_input(tmp_path):
     keras.Model(x, keras.layers.Conv2D(2, 3)(x)).save(tmp_path / "seg.keras")
     with pytest.raises(ValueError, match="is not a classifier: its last layer is Conv2D"):
         transfer.fine_tune(str(tmp_path / "seg.keras"), data=datasets.digits(8))
-    bad = subprocess.run([sys.executable, str(ROOT / "tools" / "finetune.py"), "resnet18",
-                          "--regime", "huge"], capture_output=True, text=True, env=ENV,
-                         timeout=300)
+    bad = call_tool("finetune", "resnet18", "--regime", "huge")
     assert bad.returncode == 2 and "invalid choice: 'huge'" in bad.stderr
 
 

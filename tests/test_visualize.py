@@ -1,9 +1,6 @@
 """Zeiler & Fergus' views: the deconvnet and guided backprop against hand-written references,
 filter tiles in order, occlusion and Grad-CAM on the digits' strokes, the CLI and its errors."""
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,8 +12,6 @@ from keras_classics import visualize as V
 from keras_classics.layers import LocalResponseNormalization
 from conftest import assert_close, call_tool
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
 
 
 def random_image(size, seed=0):
@@ -251,8 +246,9 @@ def test_occlusion_concentrates_on_the_strokes_and_grad_cam_has_heat(digits_mode
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "visualize.py"), *map(str, args)],
-                          capture_output=True, text=True, env=ENV, timeout=900)
+    """``python tools/visualize.py ARGS`` in this process (the README's visualize test runs it
+    as a process)."""
+    return call_tool("visualize", *args)
 
 
 def test_cli_on_a_registry_name_and_an_image_file(tmp_path):
