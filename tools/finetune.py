@@ -47,8 +47,8 @@ def main(argv=None):
     p.add_argument("--experiment", action="store_true",
                    help="run the digits 0-4 -> 5-9 comparison of the regimes")
     p.add_argument("--seeds", type=positive_int, default=3,
-                   help="--experiment: draws of the few labels (and head initialisations) "
-                        "to average over (default 3)")
+                   help="--experiment: runs to average over, each with its own pretraining "
+                        "on 0-4 and its own draw of the few 5-9 labels (default 3)")
     args = p.parse_args(argv)
     warn_if_gpus_unused()
     try:
