@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import call_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,8 +27,6 @@ def test_zoo_table_and_csv(tmp_path):
 
 
 def test_zoo_unknown_model_is_a_usage_error():
-    from conftest import call_tool
-
     result = call_tool("zoo", "vgg17")  # in this process: the table test starts the tool
     assert result.returncode == 2
     assert "unknown model 'vgg17'; did you mean" in result.stderr

@@ -212,6 +212,7 @@ def test_evaluation_traces_once_and_counts_the_partial_batch():
     assert np.isfinite(loss) and loss == pytest.approx(want, rel=1e-4)
     assert accuracy == pytest.approx((probs.argmax(1) == y).mean())
 
+
 @pytest.mark.slow
 def test_googlenet_with_aux_heads_mixed_precision_and_xla(tmp_path):
     digits = datasets.subset(datasets.digits(79), list(range(10)), per_class=20)  # XLA compiles most
