@@ -47,7 +47,9 @@ def main(argv=None):
     p.add_argument("--augment", help="comma-separated: crop, flip, pca ('' for none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=non_negative_int, default=20,
-                   help="steps between saves within an epoch (0: at epoch ends only)")
+                   help="steps between checkpoints: within an epoch, and at an epoch's end "
+                        "once this many steps have passed since the last (0: every epoch's "
+                        "end only)")
     p.add_argument("--steps-per-execution", type=positive_int, default=10,
                    help="training steps per tf.function call (as in model.fit)")
     p.add_argument("--overwrite", action="store_true",

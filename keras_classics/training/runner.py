@@ -196,9 +196,12 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
                for k in ("train", "validation")}
     cbs = keras.callbacks.CallbackList(list(callbacks) if chief else [], model=net)
 
+    saved_at = {"step": state["global_step"]}  # the run's step at its last checkpoint
+
     def save():
         loop.sync_stats()
         ckpts.save(state, state["global_step"])
+        saved_at["step"] = state["global_step"]
 
     # one pipeline per held-out split for the whole run (nothing random in it), in batches
     # of at least 64: inference keeps no activations for gradients, and small batches
@@ -271,7 +274,13 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
             if chief and verbose:
                 print(f"  val_loss {val_loss:.4f}  val_accuracy {val_acc:.4f}")
             state.update(epoch=epoch + 1, step=0, epoch_sums=[0.0, 0.0, 0])
-            save()
+            # at an epoch's end once checkpoint_every steps have passed since the last save,
+            # and after the last epoch: runs of many short epochs (fine-tuning 50 images,
+            # tuning trials) spent a fifth of their time saving (0.2 s a checkpoint for
+            # ResNet-20). A rule of steps, not seconds: every worker must take part in a save
+            if state["global_step"] - saved_at["step"] >= checkpoint_every or \
+                    state["epoch"] == epochs:
+                save()
             for key, value in row.items():
                 if key != "epoch":
                     split = "validation" if key.startswith("val_") else "train"
