@@ -246,12 +246,12 @@ def test_transfer_experiment_command(copy):
     for setting, accs in per_seed.items():  # three seeds each, and the mean is theirs
         assert len(accs) == 3 and np.isfinite(accs).all(), out
         assert acc[setting] == pytest.approx(np.mean(accs), abs=1.1e-3)  # printed to 0.001
-    assert acc["pretrain on 0-4"] > 0.95  # README: 0.985
+    assert acc["pretrain on 0-4"] > 0.95  # README: 0.989
     # the README's reading: a head on frozen features is clearly worse than fine-tuning;
-    # fine-tuning and training from scratch end close together
+    # fine-tuning is not behind training from scratch (ahead on average, not separable)
     best = max(acc["transfer, medium"], acc["transfer, large"])
     assert min(acc["transfer, medium"], acc["transfer, large"]) >= acc["transfer, small"] + 0.1
-    assert abs(best - acc["from scratch"]) <= 0.08, acc
+    assert best >= acc["from scratch"] - 0.05, acc
     # means of three seeds on 50 training images each: within 0.08 of the README's table
     for setting, figure in stated.items():
         assert abs(acc[setting] - figure) <= 0.08, (setting, acc[setting], figure)
