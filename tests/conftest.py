@@ -253,6 +253,16 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+def pytest_collection_finish(session):
+    """What is loaded by now (TensorFlow, Keras, PyTorch, the test modules: ~560,000 objects)
+    lives until the end: ``gc.freeze`` takes it out of the collector's sight, so the
+    ``gc.collect`` of every test's teardown (and the one inside ``clear_session``) looks only
+    at what tests made -- 0.9-1.5 s a test before, a fifth of the time of the weight and
+    contract tests."""
+    gc.collect()
+    gc.freeze()
+
+
 def assert_close(actual, desired, **tolerances):
     """``np.testing.assert_allclose``, which takes NaN for equal to NaN, after checking that
     both sides are finite: two package outputs that are both NaN are not a match."""

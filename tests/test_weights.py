@@ -67,7 +67,8 @@ def test_published_keras_file_loads_and_gives_keras_outputs(name, include_top, p
     if name.startswith("resnet"):
         assert ("probs" in names) == include_top
     shape = (224, 224, 3) if include_top and name.startswith("vgg") else (64, 64, 3)
-    kwargs = {"classifier_activation": None} if include_top else {}
+    # without top, with the pooling keras.applications users ask for
+    kwargs = {"classifier_activation": None} if include_top else {"pooling": "avg"}
     theirs = KERAS[name](weights=None, include_top=include_top, input_shape=shape, **kwargs)
     theirs.load_weights(path)  # Keras' own loader accepts the fixture
     ours = kc.get_model(name, weights=str(path), include_top=include_top, input_shape=shape,
