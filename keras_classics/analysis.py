@@ -18,6 +18,7 @@ Conventions (printed with every table, see :data:`CONVENTIONS`):
 import collections
 import csv
 import dataclasses
+import gc
 import io
 import json
 import math
@@ -459,16 +460,25 @@ def analyze_zoo(names=None, progress=None):
     ``progress(i, n, name)`` is called before each model."""
     names = list(names or list_models())
     rows = []
-    for i, name in enumerate(names, start=1):
-        if progress:
-            progress(i, len(names), name)
-        info = model_info(name)
-        prof = profile(name)
-        rows.append({"name": info.name, "family": info.family, "dataset": info.dataset,
-                     "input": info.default_size, "params": prof.trainable_params,
-                     "gmacs": prof.macs / 1e9, "activations": prof.activations,
-                     "activation_mib": prof.activation_bytes / 1024 ** 2, "top1": info.top1})
-        keras.backend.clear_session()
+    # each model is freed before the next (clear_session, which runs gc.collect); frozen, the
+    # objects that were here before (TensorFlow's, Keras') are not rescanned every time:
+    # 0.45 s a model, half the zoo's time
+    gc.collect()
+    gc.freeze()
+    try:
+        for i, name in enumerate(names, start=1):
+            if progress:
+                progress(i, len(names), name)
+            info = model_info(name)
+            prof = profile(name)
+            rows.append({"name": info.name, "family": info.family, "dataset": info.dataset,
+                         "input": info.default_size, "params": prof.trainable_params,
+                         "gmacs": prof.macs / 1e9, "activations": prof.activations,
+                         "activation_mib": prof.activation_bytes / 1024 ** 2,
+                         "top1": info.top1})
+            keras.backend.clear_session()
+    finally:
+        gc.unfreeze()
     return rows
 
 
