@@ -191,7 +191,7 @@ def digits_experiment(per_class=10, pretrain_epochs=8, epochs=20, model="resnet2
     """The lecture's regimes on real data, offline: for each of ``seeds`` seeds, pretrain
     ``model`` on digits 0–4, draw ``per_class`` labels per class of digits 5–9, and compare
     small / medium / large with training from scratch, all evaluated on the same held-out 5–9
-    test images. At 16x16 by default: the digits are 8x8 scans, and at 32x32 the experiment
+    test images. At 16x16 by default: the digits are 8x8 images, and at 32x32 the experiment
     took twice as long with the same ranking (small clearly worse, medium and large not
     separable from scratch over three seeds).
 

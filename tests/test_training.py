@@ -213,7 +213,8 @@ def test_evaluation_traces_once_and_counts_the_partial_batch():
     assert accuracy == pytest.approx((probs.argmax(1) == y).mean())
 
 
-def test_short_epochs_share_a_checkpoint_and_the_last_epoch_always_saves(tmp_path):
+def test_short_epochs_share_a_checkpoint_and_the_last_epoch_always_saves(tmp_path,
+                                                                          monkeypatch):
     """Epochs of 4 steps with --checkpoint-every 10: a save at the end of epoch 3 (12 steps
     since the start), none at epochs 1, 2, 4, 5, and one after the last (24)."""
     import tensorflow as tf
@@ -228,10 +229,9 @@ def test_short_epochs_share_a_checkpoint_and_the_last_epoch_always_saves(tmp_pat
         events.append((state["epoch"], step))
         return real_save(self, state, step)
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(training.checkpoints.Checkpoints, "save", save)
-        training.train("wrn_10_1", epochs=6, batch_size=256, image_size=16, verbose=0,
-                       checkpoint_every=10, output=str(tmp_path))
+    monkeypatch.setattr(training.checkpoints.Checkpoints, "save", save)
+    training.train("wrn_10_1", epochs=6, batch_size=256, image_size=16, verbose=0,
+                   checkpoint_every=10, output=str(tmp_path))
     assert events == [(3, 12), (6, 24)]
     state = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
     assert [p.rsplit("-", 1)[1] for p in state.all_model_checkpoint_paths] == ["12", "24"]
