@@ -213,8 +213,8 @@ def test_evaluation_traces_once_and_counts_the_partial_batch():
     assert accuracy == pytest.approx((probs.argmax(1) == y).mean())
 
 
-def test_short_epochs_share_a_checkpoint_and_the_last_epoch_always_saves(tmp_path,
-                                                                          monkeypatch):
+def test_short_epochs_share_a_checkpoint_and_the_last_epoch_always_saves(
+        tmp_path, monkeypatch):
     """Epochs of 4 steps with --checkpoint-every 10: a save at the end of epoch 3 (12 steps
     since the start), none at epochs 1, 2, 4, 5, and one after the last (24)."""
     import tensorflow as tf
