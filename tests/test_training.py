@@ -237,6 +237,64 @@ def test_short_epochs_share_a_checkpoint_and_the_last_epoch_always_saves(
     assert [p.rsplit("-", 1)[1] for p in state.all_model_checkpoint_paths] == ["12", "24"]
 
 
+def test_one_pipeline_per_run_gives_each_epoch_s_batches(tmp_path):
+    """The batches of epochs 1-2 from one pipeline (how a run reads its data), resumed at
+    batch 3 of epoch 1, are those of the per-epoch pipelines, bit for bit: arrays cropped and
+    flipped, and files decoded, in each epoch's (seed, epoch) order."""
+    from conftest import digits_folder
+
+    folder = datasets.load(str(digits_folder(tmp_path / "digits", per_class=7)), 12)
+    for data, batch, augment in ((datasets.digits(16), 32, ("crop", "flip")),
+                                 (folder, 8, ("crop",))):
+        kw = dict(seed=1, augment=augment, drop_remainder=True, preprocessing="caffe")
+        one = [(x.numpy(), y.numpy()) for x, y in data.pipeline(
+            "train", batch, epoch=1, epochs=3, skip_batches=3, **kw)]
+        each = [(x.numpy(), y.numpy()) for e in (1, 2) for x, y in data.pipeline(
+            "train", batch, epoch=e, skip_batches=3 if e == 1 else 0, **kw)]
+        assert len(one) == len(each) == 2 * (data.num_train // batch) - 3
+        for (x1, y1), (x2, y2) in zip(one, each):
+            np.testing.assert_array_equal(x1, x2)
+            np.testing.assert_array_equal(y1, y2)
+    with pytest.raises(ValueError, match="several epochs is for training"):
+        folder.pipeline("val", 8, epochs=2)
+
+
+def test_a_run_reads_one_pipeline_and_a_finished_run_returns_its_summary(tmp_path,
+                                                                          monkeypatch):
+    """Three epochs, one training pipeline; the same call again loads the checkpoint and
+    returns the summary without evaluating or writing; a summary of other weights (checksum)
+    is not taken for the run's."""
+    calls = []
+    real_pipeline = datasets.Data.pipeline
+
+    def pipeline(self, split, *args, **kwargs):
+        calls.append((split, kwargs.get("epoch", 0), kwargs.get("epochs")))
+        return real_pipeline(self, split, *args, **kwargs)
+
+    monkeypatch.setattr(datasets.Data, "pipeline", pipeline)
+    kw = dict(epochs=3, batch_size=256, image_size=16, verbose=0, output=str(tmp_path))
+    first = training.train("wrn_10_1", **kw)
+    assert sorted(calls) == [("test", 0, None), ("train", 0, 3), ("val", 0, None)]
+    stamp = (tmp_path / "model.keras").stat().st_mtime_ns
+
+    def evaluate(self, dataset):
+        raise AssertionError("a finished run was evaluated again")
+
+    with monkeypatch.context() as m:
+        m.setattr(training.StepLoop, "evaluate", evaluate)
+        again = training.train("wrn_10_1", **kw)
+    assert again.summary == first.summary
+    assert (tmp_path / "model.keras").stat().st_mtime_ns == stamp
+    for a, b in zip(again.model.get_weights(), first.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    other = {**first.summary, "weights_checksum": first.summary["weights_checksum"] + 1}
+    (tmp_path / "summary.json").write_text(json.dumps(other))
+    rerun = training.train("wrn_10_1", **kw)
+    assert rerun.summary["weights_checksum"] == first.summary["weights_checksum"]
+    assert rerun.summary["test_accuracy"] == first.summary["test_accuracy"]
+    assert json.loads((tmp_path / "summary.json").read_text()) == rerun.summary
+
+
 @pytest.mark.slow
 def test_googlenet_with_aux_heads_mixed_precision_and_xla(tmp_path):
     digits = datasets.subset(datasets.digits(79), list(range(10)), per_class=20)  # XLA compiles most

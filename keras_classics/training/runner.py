@@ -59,9 +59,9 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, pres
 
     Writes, in ``output``: ``checkpoints/`` (TensorFlow checkpoints of model, optimizer and
     loop state), TensorBoard ``logs/``, ``history.csv``, ``curves.png``, ``model.keras`` and
-    ``summary.json``. Rerunning the same call resumes; a call with other settings (model,
-    data, sizes, preset and overrides, seed, replicas, precision) is refused unless
-    ``overwrite``. ``data`` (a :class:`keras_classics.datasets.Data`) replaces ``dataset``;
+    ``summary.json``. Rerunning the same call resumes (a finished run: returns its summary);
+    a call with other settings (model, data, sizes, preset and overrides, seed, replicas,
+    precision) is refused unless ``overwrite``. ``data`` (a :class:`keras_classics.datasets.Data`) replaces ``dataset``;
     ``build_model(classes, input_shape)`` replaces the registry builder (transfer learning,
     tuning). Augmentation defaults to the preset's, except on the digits, which are only
     cropped. ``preprocessing`` defaults to that of the pretrained weights the model was built
@@ -162,13 +162,18 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, pres
             optimizer.iterations.assign(state["global_step"])
         if rec.schedule == "plateau":
             optimizer.learning_rate = state["lr"]
+        summary_name = "summary.json" if chief else f"summary_{task_type}_{task_id}.json"
+        if state["epoch"] >= epochs and not callbacks:
+            done = _finished_summary(net, os.path.join(output, summary_name))
+            if done:
+                return TrainResult(net, done, output)
         try:
             return _run(net, optimizer, ckpts, state, strat, data, rec, settings, output,
-                        chief=chief, task=(task_type, task_id), batch=batch, seed=seed,
-                        steps_per_epoch=steps_per_epoch, preprocessing=preprocessing,
+                        chief=chief, batch=batch, seed=seed, steps_per_epoch=steps_per_epoch,
+                        preprocessing=preprocessing,
                         jit=jit, checkpoint_every=checkpoint_every, verbose=verbose,
                         callbacks=callbacks or [], record=record, base_lr=base_lr,
-                        steps_per_execution=steps_per_execution)
+                        steps_per_execution=steps_per_execution, summary_name=summary_name)
         except tf.errors.InvalidArgumentError:
             bad = data.unreadable()
             if bad:
@@ -184,9 +189,26 @@ def _jsonable(value):
     return json.loads(json.dumps(value))
 
 
-def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, chief, task,
-         batch, seed, steps_per_epoch, preprocessing, jit, checkpoint_every, verbose,
-         callbacks, record, base_lr, steps_per_execution):
+def _checksum(net):
+    return float(sum(np.abs(v.numpy()).sum() for v in net.weights))
+
+
+def _finished_summary(net, path):
+    """The summary a finished run wrote, if it is of the weights just restored (its
+    checksum): a rerun of a finished run returns it instead of evaluating the test set, saving
+    the model and plotting again (fine-tuning's medium and large regimes rerun the head phase
+    small trained)."""
+    try:
+        with open(path) as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return summary if summary.get("weights_checksum") == _checksum(net) else None
+
+
+def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, chief, batch,
+         seed, steps_per_epoch, preprocessing, jit, checkpoint_every, verbose, callbacks,
+         record, base_lr, steps_per_execution, summary_name):
     epochs = rec.epochs
     loop = StepLoop(strat, net, optimizer, batch, rec.aux_weight, jit)
     # TensorBoard scalars by hand: keras.callbacks.TensorBoard reads ``model.optimizer``,
@@ -217,14 +239,15 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
     interrupted = {"flag": False}
     previous = signal.signal(signal.SIGINT, lambda *a: interrupted.__setitem__("flag", True))
     cbs.on_train_begin()
+    if state["epoch"] < epochs:  # one pipeline for the epochs left, from where the run is
+        iterator = iter(strat.experimental_distribute_dataset(data.pipeline(
+            "train", batch, epoch=state["epoch"], epochs=epochs, seed=seed,
+            augment=rec.augment, drop_remainder=True, skip_batches=state["step"],
+            preprocessing=preprocessing)))
     try:
         while state["epoch"] < epochs:
             epoch = state["epoch"]
             cbs.on_epoch_begin(epoch)
-            ds = data.pipeline("train", batch, epoch=epoch, seed=seed, augment=rec.augment,
-                               drop_remainder=True, skip_batches=state["step"],
-                               preprocessing=preprocessing)
-            iterator = iter(strat.experimental_distribute_dataset(ds))
             bar = keras.utils.Progbar(steps_per_epoch, verbose=verbose if chief else 0,
                                       stateful_metrics=["lr"])
             if chief and verbose:
@@ -316,14 +339,12 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
         "images_per_second": state["images"] / max(state["train_seconds"], 1e-9),
         "strategy": strategy_name(strat), "replicas": settings["replicas"],
         "precision": settings["precision"], "jit": bool(jit), "params": net.count_params(),
-        "weights_checksum": float(sum(np.abs(v.numpy()).sum() for v in net.weights)),
+        "weights_checksum": _checksum(net),
     }
     if hasattr(optimizer, "dynamic_scale"):  # float16: how far the loss scale had to fall
         summary["loss_scale"] = float(optimizer.dynamic_scale.numpy())
     if chief:
         outputs.save_model(net, output)
         outputs.plot_history(history, os.path.join(output, "curves.png"))
-    task_type, task_id = task
-    outputs.write_summary(summary, os.path.join(output, "summary.json" if chief else
-                                                f"summary_{task_type}_{task_id}.json"))
+    outputs.write_summary(summary, os.path.join(output, summary_name))
     return TrainResult(net, summary, output)
