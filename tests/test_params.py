@@ -96,10 +96,10 @@ def test_cifar_resnets_against_table_6(name, millions):
     """The paper's CIFAR nets use parameter-free (zero-padding) shortcuts, option A; ours
     project with a 1x1 conv + BN (2,752 parameters). Without them the counts are the paper's."""
     model = standard_model(name)
-    projection = sum(l.count_params() for l in model.layers
-                     if l.name.endswith(("_0_conv", "_0_bn")) and l.trainable)
-    bn_stats = sum(int(np.prod(w.shape)) for l in model.layers
-                   if l.name.endswith("_0_bn") for w in l.non_trainable_weights)
+    projection = sum(layer.count_params() for layer in model.layers
+                     if layer.name.endswith(("_0_conv", "_0_bn")) and layer.trainable)
+    bn_stats = sum(int(np.prod(w.shape)) for layer in model.layers
+                   if layer.name.endswith("_0_bn") for w in layer.non_trainable_weights)
     assert round((trainable_count(model) - projection + bn_stats) / 1e6, 2) == millions
 
 
