@@ -57,22 +57,23 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, pres
           initial_epoch=0, callbacks=None, steps_per_execution=10, warmup_epochs=None):
     """Train ``model`` (a registry name) on ``dataset``; returns a :class:`TrainResult`.
 
-    Writes, in ``output``: ``checkpoints/`` (TensorFlow checkpoints of model, optimizer and
-    loop state), TensorBoard ``logs/``, ``history.csv``, ``curves.png``, ``model.keras`` and
-    ``summary.json``. Rerunning the same call resumes (a finished run: returns its summary);
-    a call with other settings (model, data, sizes, preset and overrides, seed, replicas,
-    precision) is refused unless ``overwrite``. ``data`` (a :class:`keras_classics.datasets.Data`) replaces ``dataset``;
-    ``build_model(classes, input_shape)`` replaces the registry builder (transfer learning,
-    tuning). Augmentation defaults to the preset's, except on the digits, which are only
-    cropped. ``preprocessing`` defaults to that of the pretrained weights the model was built
-    with (``model_kwargs={"weights": "imagenet"}``), else "torch". ``initial_epoch`` and
+    Writes, in ``output``: ``checkpoints/`` (TensorFlow checkpoints of model, optimizer and loop
+    state), TensorBoard ``logs/``, ``history.csv``, ``curves.png``, ``model.keras`` and
+    ``summary.json``. Rerunning the same call resumes (a finished run: returns its summary); a
+    call with other settings (model, data, sizes, preset and overrides, seed, replicas,
+    precision) is refused unless ``overwrite``. ``data`` (a
+    :class:`keras_classics.datasets.Data`) replaces ``dataset``; ``build_model(classes,
+    input_shape)`` replaces the registry builder (transfer learning, tuning). Augmentation
+    defaults to the preset's, except on the digits, which are only cropped. ``preprocessing``
+    defaults to that of the pretrained weights the model was built with
+    (``model_kwargs={"weights": "imagenet"}``), else "torch". ``initial_epoch`` and
     ``callbacks`` (Keras callbacks, told each epoch's logs) serve keras-tuner.
     ``steps_per_execution`` steps run per ``tf.function`` call. ``precision`` is one of
-    ``precision.PRECISIONS`` ("auto": mixed where that is faster, :func:`fast_precision`);
-    under mixed_float16 the summary reports the final ``loss_scale``. ``epochs``,
-    ``batch_size``, ``augment`` and ``warmup_epochs`` override the preset's. ``preset``
-    defaults to "digits" (ResNet's preset sized for 1,078 small images: 8 epochs at batch
-    64) for the embedded digits, else "resnet".
+    ``precision.PRECISIONS`` ("auto": mixed where that is faster, :func:`fast_precision`); under
+    mixed_float16 the summary reports the final ``loss_scale``. ``epochs``, ``batch_size``,
+    ``augment`` and ``warmup_epochs`` override the preset's. ``preset`` defaults to "digits"
+    (ResNet's preset sized for 1,078 small images: 8 epochs at batch 64) for the embedded
+    digits, else "resnet".
     """
     if preset is None:
         preset = "digits" if data is None and dataset == "digits" else "resnet"
@@ -170,8 +171,8 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, pres
         try:
             return _run(net, optimizer, ckpts, state, strat, data, rec, settings, output,
                         chief=chief, batch=batch, seed=seed, steps_per_epoch=steps_per_epoch,
-                        preprocessing=preprocessing,
-                        jit=jit, checkpoint_every=checkpoint_every, verbose=verbose,
+                        preprocessing=preprocessing, jit=jit,
+                        checkpoint_every=checkpoint_every, verbose=verbose,
                         callbacks=callbacks or [], record=record, base_lr=base_lr,
                         steps_per_execution=steps_per_execution, summary_name=summary_name)
         except tf.errors.InvalidArgumentError:
