@@ -253,14 +253,15 @@ def test_one_pipeline_per_run_gives_each_epoch_s_batches(tmp_path):
             "train", batch, epoch=e, skip_batches=3 if e == 1 else 0, **kw)]
         assert len(one) == len(each) == 2 * (data.num_train // batch) - 3
         for (x1, y1), (x2, y2) in zip(one, each):
+            assert np.isfinite(x1).all()  # assert_array_equal takes NaN for equal to NaN
             np.testing.assert_array_equal(x1, x2)
             np.testing.assert_array_equal(y1, y2)
     with pytest.raises(ValueError, match="several epochs is for training"):
         folder.pipeline("val", 8, epochs=2)
 
 
-def test_a_run_reads_one_pipeline_and_a_finished_run_returns_its_summary(tmp_path,
-                                                                          monkeypatch):
+def test_a_run_reads_one_pipeline_and_a_finished_run_returns_its_summary(
+        tmp_path, monkeypatch):
     """Three epochs, one training pipeline; the same call again loads the checkpoint and
     returns the summary without evaluating or writing; a summary of other weights (checksum)
     is not taken for the run's."""
