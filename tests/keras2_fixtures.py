@@ -42,15 +42,14 @@ def random_weights(model, seed):
 
     rng = np.random.default_rng(seed)
     values = []
-    for w in model.weights:
+    for w in model.weights:  # drawn in float32: half the time of float64 draws cast down
         shape, wname = tuple(w.shape), w.name
         if "moving_variance" in wname or "gamma" in wname:
-            v = rng.uniform(0.5, 1.5, shape)
-        elif len(shape) > 1:
-            v = rng.normal(0, (1.0 / np.prod(shape[:-1])) ** 0.5, shape)
+            v = rng.random(shape, dtype=np.float32) + np.float32(0.5)
         else:
-            v = rng.normal(0, 0.1, shape)
-        values.append(v.astype("float32"))
+            std = (1.0 / np.prod(shape[:-1])) ** 0.5 if len(shape) > 1 else 0.1
+            v = rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
+        values.append(v)
     model.set_weights(values)
 
 

@@ -194,8 +194,8 @@ def test_aux_losses_weighted_0_3():
 
 
 def test_evaluation_traces_once_and_counts_the_partial_batch():
-    """103 examples in batches of 64: the partial last batch reuses the one trace (made for
-    the dataset's element_spec), and every example counts once in the loss and accuracy."""
+    """103 examples in batches of 64: the partial last batch reuses the one trace (the split
+    is read in one call), and every example counts once in the loss and accuracy."""
     import tensorflow as tf
 
     keras.utils.set_random_seed(0)
@@ -206,7 +206,7 @@ def test_evaluation_traces_once_and_counts_the_partial_batch():
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
     for _ in range(2):
         loss, accuracy = loop.evaluate(dataset)
-    assert loop._eval_step.experimental_get_tracing_count() == 1
+    assert loop._evaluate_all.experimental_get_tracing_count() == 1
     probs = np.asarray(net(x, training=False))
     want = -np.log(probs[np.arange(103), y]).mean()
     assert np.isfinite(loss) and loss == pytest.approx(want, rel=1e-4)
