@@ -33,6 +33,9 @@ class StepLoop:
     def __init__(self, strategy, net, optimizer, global_batch, aux_weight=0.3, jit=False):
         self.strategy, self.net, self.optimizer = strategy, net, optimizer
         self.replicas = strategy.num_replicas_in_sync
+        if not optimizer.built:  # slot variables made in the step: TensorFlow traces it twice
+            with strategy.scope():
+                optimizer.build(net.trainable_variables)
         replica_step = (self._compiled_replica_step if jit else self._replica_step)(
             global_batch, aux_weight)
 
