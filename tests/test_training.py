@@ -213,6 +213,33 @@ def test_evaluation_traces_once_and_counts_the_partial_batch():
     assert accuracy == pytest.approx((probs.argmax(1) == y).mean())
 
 
+def test_short_runs_in_one_process_do_not_warn_of_retracing(caplog):
+    """Each run traces its step and its evaluation once, on purpose: TensorFlow's "frequent
+    retracing" warning (5 traces in the last 10 calls of one code object) was printed, twice
+    per function, by six one-epoch runs in one process (tuning trials, fine-tuning phases)."""
+    import logging
+
+    import tensorflow as tf
+
+    x, y = np.zeros((8, 8, 8, 3), "float32"), np.zeros(8, "int32")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    logger = logging.getLogger("tensorflow")  # it does not propagate to pytest's handler
+    logger.addHandler(caplog.handler)
+    try:
+        for _ in range(6):
+            inputs = keras.Input((8, 8, 3))
+            net = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(
+                keras.layers.GlobalAveragePooling2D()(inputs)))
+            loop = training.StepLoop(tf.distribute.get_strategy(), net,
+                                     keras.optimizers.SGD(0.1), 4)
+            assert loop.train(iter(dataset), 2)[2] == -1  # two finite steps
+            assert loop.evaluate(dataset)[1] == 1.0  # all label 0, learnt by the bias
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert loop._train_steps.experimental_get_tracing_count() == 1
+    assert not [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()]
+
+
 def test_short_epochs_share_a_checkpoint_and_the_last_epoch_always_saves(
         tmp_path, monkeypatch):
     """Epochs of 4 steps with --checkpoint-every 10: a save at the end of epoch 3 (12 steps

@@ -6,10 +6,20 @@ One custom loop serves every strategy because Keras 3.15's ``model.fit`` fails u
 MultiWorkerMirroredStrategy (keras-team/keras#20585). The host reads the loss once per call,
 never per step; a non-finite loss is found on the device and reported with its step.
 """
+import functools
+
 import keras
 import tensorflow as tf
 
 SUM = tf.distribute.ReduceOp.SUM
+
+
+def _run_function(fn):
+    """``tf.function(fn, autograph=False)``, its traces counted for this run alone. TensorFlow
+    counts traces per code object over a whole process and warns of "frequent retracing"
+    when runs are short (five tuning trials of one epoch: five models, each traced once, on
+    purpose); a ``functools.partial`` has no code object, so each run's is its own key."""
+    return tf.function(functools.partial(fn), autograph=False)
 
 
 def total_loss(labels, outputs, aux_weight, global_batch):
@@ -42,7 +52,7 @@ class StepLoop:
         # autograph=False, the loop written as a tf.while_loop: autograph converting every
         # call under the step (the model's layers, the optimizer) was a fifth of the tracing
         # time (ResNet-20: 4.2 s -> 3.3 s), which every run pays
-        @tf.function(autograph=False)
+        @_run_function
         def train_steps(iterator, n):
             def step(i, loss_sum, correct, first_bad):
                 x, y = next(iterator)
@@ -62,7 +72,7 @@ class StepLoop:
         # (distributed) iterator is exhausted, sums kept on the device, one trace for every
         # batch size (the partial last batch too). A Python call per batch took 0.31 s for
         # the 359 validation digits of ResNet-20 at 16x16 (median of 20), this 0.18 s
-        @tf.function(autograph=False)
+        @_run_function
         def evaluate_all(iterator):
             def body(batch, loss, hits, count):
                 out = eval_step(*batch.get_value())
