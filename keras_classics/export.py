@@ -144,15 +144,15 @@ def serving_functions(model, image_size, preprocessing="torch", top_k=5, labels=
         image = tf.image.resize(image, (height, width))  # uint8 in, float32 out: no copy
         return tf.ensure_shape(image, (height, width, 3))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
-    def serve_bytes(images):
-        return outputs(tf.map_fn(decode, images, fn_output_signature=tf.TensorSpec(
-            [height, width, 3], tf.float32)))  # static shape: an empty batch works too
-
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32,
                                                 name="images")])
     def serve_float(images):
         return outputs(images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def serve_bytes(images):  # calls serve_float's one graph: the model is traced once
+        return serve_float(tf.map_fn(decode, images, fn_output_signature=tf.TensorSpec(
+            [height, width, 3], tf.float32)))  # static shape: an empty batch works too
 
     return serve_bytes, serve_float
 
