@@ -224,12 +224,13 @@ def test_mirrored_command(copy):
 
 
 def transfer_table():
-    """The README's transfer table, read from the README: {setting: mean test accuracy},
-    named as the experiment prints them ("small (new head only)" -> "transfer, small")."""
+    """The README's transfer table, read from the README: {setting: (mean, std)} of the test
+    accuracy, named as the experiment prints them ("small (new head only)" -> "transfer, small")."""
     text = (ROOT / "README.md").read_text()
     rows = re.findall(r"^\| (small|medium|large|from scratch)\b[^|]*\| ([01]\.\d{3}) ± "
-                      r"[01]\.\d{3} \|[^|]*\|$", text, re.M)
-    table = {(s if s == "from scratch" else f"transfer, {s}"): float(a) for s, a in rows}
+                      r"([01]\.\d{3}) \|[^|]*\|$", text, re.M)
+    table = {(s if s == "from scratch" else f"transfer, {s}"): (float(a), float(sd))
+             for s, a, sd in rows}
     assert len(table) == len(rows) == 4, rows
     return table
 
@@ -252,9 +253,12 @@ def test_transfer_experiment_command(copy):
     best = max(acc["transfer, medium"], acc["transfer, large"])
     assert min(acc["transfer, medium"], acc["transfer, large"]) >= acc["transfer, small"] + 0.1
     assert best >= acc["from scratch"] - 0.05, acc
-    # means of three seeds on 50 training images each: within 0.08 of the README's table
-    for setting, figure in stated.items():
-        assert abs(acc[setting] - figure) <= 0.08, (setting, acc[setting], figure)
+    # means of three seeds on 50 training images each, which move with the CPU's kernels and
+    # the thread count (README: small 0.583-0.689 over four runs): within 0.08 of the README's
+    # table, or two standard errors of a three-seed mean where the seeds spread more
+    for setting, (figure, sd) in stated.items():
+        tol = max(0.08, 2 * sd / np.sqrt(3))
+        assert abs(acc[setting] - figure) <= tol, (setting, acc[setting], figure, tol)
 
 
 @pytest.mark.slow
