@@ -251,8 +251,12 @@ def serve_keras_source(monkeypatch, http_root, name, path, include_top):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The slow tests first: the workers start on them, the short ones fill in after."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The slow tests first, the longest (``slow(seconds=...)``, else 60) first among them:
+    the workers start on them, the short ones fill in after."""
+    def seconds(item):
+        slow = item.get_closest_marker("slow")
+        return 0 if slow is None else slow.kwargs.get("seconds", 60)
+    items.sort(key=seconds, reverse=True)
 
 
 def pytest_collection_finish(session):

@@ -17,6 +17,8 @@ import keras
 import numpy as np
 import pytest
 
+from keras_classics.training.precision import fast_precision
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
        # `python` in a command is the interpreter running the tests
@@ -43,8 +45,8 @@ def command(line):
 # command (as named by command()) -> why it is not run here
 NOT_RUN = {
     "pip install -e . && python tools/tune.py zfnet":
-        "the install and the main job (8 min here): the install is what .ci/run does; the "
-        "job's code runs in tests/test_tune.py::test_tune_zfnet_end_to_end at 1 epoch",
+        "the install and the main job: the install is what .ci/run does; the job is the "
+        "README's `python tools/tune.py zfnet`, run as written by test_main_job_command",
     "pip install -e '.[test]' && python -m pytest -q tests": "the suite itself (.ci/run runs it)",
     "python tools/train.py resnet50 --dataset cifar10 --epochs 90 --batch-size 256 --strategy "
     "mirrored --precision auto": "network: downloads cifar10",
@@ -65,7 +67,6 @@ NOT_RUN = {
     "curl -d \"{\\\"instances\\\": [{\\\"b64\\\": \\\"$(base64 -w0 digit.png)\\\"}]}\" "
     "localhost:8501/v1/models/digits:predict": "a running TensorFlow Serving (the docker "
                                                "command above)",
-    "python tools/tune.py zfnet": "the main job, 8 min (see the first command)",
     "python tools/tune.py zfnet --max-trials 16": "32 trainings, ~30 min",
     "python tools/tune.py wide_resnet": "5 min here; tests/test_tune.py runs each study's "
                                         "space at its extremes",
@@ -74,8 +75,6 @@ NOT_RUN = {
     "python tools/tune.py vgg | densenet | norm | se": "a list of choices, not one command",
     "python tools/tune.py resnet --dataset cifar10 --epochs 30 --strategy mirrored --tuner "
     "bayesian": "network: downloads cifar10",
-    "python tools/tune.py zfnet --export serving/zfnet": "the main job, 8 min, then an export "
-                                                         "(tested in tests/test_tune.py)",
     "export KERASTUNER_ORACLE_IP=10.0.0.1 KERASTUNER_ORACLE_PORT=8000":
         "a second host (tests/test_tune.py runs a chief and two workers on localhost)",
     "KERASTUNER_TUNER_ID=chief python tools/tune.py wide_resnet --directory /shared/tune &":
@@ -89,6 +88,8 @@ NOT_RUN = {
 }
 
 GROUPS = {
+    # the second command finds the first one's finished search (same settings) and exports
+    "main_job": ["python tools/tune.py zfnet", "python tools/tune.py zfnet --export serving/zfnet"],
     "analysis": ["python tools/analyze.py vgg16",
                  "python tools/analyze.py vgg16 --train momentum",
                  "python tools/analyze.py resnet50 --input-size 160 --batch-size 32 --format json",
@@ -269,3 +270,67 @@ def test_visualize_commands(copy):
     for name in ("filters", "feature_maps", "top_activations", "projections", "occlusion",
                  "grad_cam"):  # "writes the six PNG files below"
         assert (copy / "viz" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def main_job_tables():
+    """The README's two tables of the main job, read from the README: {configuration:
+    (params, MACs in millions)} from the first, {configuration: validation accuracy} from
+    each, named as results.csv names them ("conv1 7x7/2, conv3-5 384-384-256")."""
+    text = (ROOT / "README.md").read_text().replace("×", "x").replace("–", "-")
+    sizes = {c: (int(p.replace(",", "")), float(m)) for c, p, m in re.findall(
+        r"^\| (conv1 [^|]+?) \| ([\d,]+) \| ([\d.]+)M \| [01]\.\d{4} ± ", text, re.M)}
+    val = [{} for _ in range(2)]
+    rows = re.findall(r"^\| (conv1 [^|]+?) \|[^\n]*?([01]\.\d{4}) ± [01]\.\d{4} \|[^\n]*$",
+                      text, re.M)
+    for i, (c, a) in enumerate(rows):
+        val[i // 4][c] = float(a)
+    assert len(sizes) == 4 and all(v.keys() == sizes.keys() for v in val), (sizes, val)
+    return sizes, val
+
+
+@pytest.mark.slow(seconds=500)
+def test_main_job_command(copy):
+    """The README's first command (its install is what .ci/run does), then its export."""
+    out = run_group("main_job", copy, timeout=2400)["python tools/tune.py zfnet"]
+    project = copy / "runs" / "tune" / "zfnet"
+    rows = list(csv.DictReader((project / "results.csv").open()))
+    sizes, tables = main_job_tables()
+    assert {r["label"] for r in rows} == set(sizes) and out.count("[trial ") == 4, out
+    acc = {r["label"]: float(r["val_accuracy"]) for r in rows}
+    for r in rows:
+        # the architecture's figures are the README's; the accuracy is within 0.03 of the
+        # README's two runs (they differ by up to 0.011, with the order of sums)
+        assert (int(r["params"]), round(int(r["macs"]) / 1e6, 1)) == sizes[r["label"]]
+        for table in tables:
+            assert abs(acc[r["label"]] - table[r["label"]]) <= 0.03, (r["label"], acc, table)
+        # every figure in results.csv is the one its seeds' training runs wrote
+        runs = [summary(project / f"trial_{r['trial']}" / f"seed{i}" / "summary.json")
+                for i in range(2)]
+        val = [s["best_val_accuracy"] for s in runs]
+        test = [s["test_accuracy"] for s in runs]
+        assert [float(r[f"val_accuracy_seed{i}"]) for i in range(2)] == pytest.approx(val)
+        assert float(r["val_accuracy"]) == pytest.approx(np.mean(val))
+        assert float(r["val_accuracy_std"]) == pytest.approx(np.std(val, ddof=1))
+        assert float(r["test_accuracy"]) == pytest.approx(np.mean(test))
+        assert runs[0]["weights_checksum"] != runs[1]["weights_checksum"]  # two seeds trained
+        assert (runs[0]["epochs"], runs[0]["image_size"]) == (5, 112)
+        assert {s["precision"] for s in runs} == {fast_precision()}  # bfloat16 where it runs
+        assert f"{float(r['val_accuracy']):.4f} ± {float(r['val_accuracy_std']):.4f}" in out
+    # the README's reading: both 7x7/2 nets ahead of both 11x11/4 nets on average
+    assert min(a for c, a in acc.items() if "7x7/2" in c) > \
+        max(a for c, a in acc.items() if "11x11/4" in c), acc
+    assert [float(r["val_accuracy"]) for r in rows] == sorted(acc.values(), reverse=True)
+    assert "verdict: " in out and "Welch's one-sided t-test" in out
+    # the best configuration's test accuracy (README: 0.982 and 0.979 in its two runs)
+    report = json.loads((project / "report.json").read_text())
+    assert report["best_test_accuracy"] == pytest.approx(float(rows[0]["test_accuracy"]))
+    assert report["best_test_accuracy"] >= 0.95 and f"test accuracy " \
+        f"{report['best_test_accuracy']:.4f}" in out
+    # best/ is the best configuration's best seed, as trained in the search
+    seed = int(np.argmax([float(rows[0][f"val_accuracy_seed{i}"]) for i in range(2)]))
+    assert summary(project / "best" / "summary.json") == summary(
+        project / f"trial_{rows[0]['trial']}" / f"seed{seed}" / "summary.json")
+    for name in ("results.json", "best/model.keras"):  # what the README says it writes
+        assert (project / name).stat().st_size > 0
+    assert (project / "results.png").read_bytes()[:4] == b"\x89PNG"
+    assert (copy / "serving" / "zfnet" / "1" / "saved_model.pb").exists()
