@@ -99,6 +99,25 @@ def test_budget_skips_configurations_over_it():
     assert hm.build(hp).count_params() < 600_000
 
 
+def test_a_trial_checkpoints_every_100_steps(tmp_path, monkeypatch):
+    """A trial saves every RecipeHyperModel.checkpoint_every (100) steps and after its last
+    epoch, not every 20 steps as a training does: 3 epochs of 33 steps save once, at 99; at
+    training's cadence they saved at 20, 53, 86 and 99."""
+    from keras_classics.training import checkpoints
+
+    saved = []
+    real = checkpoints.Checkpoints.save
+    monkeypatch.setattr(checkpoints.Checkpoints, "save",
+                        lambda self, state, step: (saved.append(step), real(self, state, step)))
+    hm = recipes.get("norm")(datasets.digits(8), image_size=8, epochs=3, batch_size=32,
+                             seeds=1)
+    hp = kt.HyperParameters()
+    hm.space(hp)
+    summary = hm.train_seed(hp, 0, str(tmp_path / "seed0")).summary
+    assert summary["epochs"] == 3 and np.isfinite(summary["test_accuracy"])
+    assert saved == [99]
+
+
 def test_wide_resnet_pairs_have_about_equal_parameters():
     """The grid's pairs, thin-deep then wide-shallow, differ by at most 25% in parameters."""
     from keras_classics.recipes.wide_resnet import PAIRS
