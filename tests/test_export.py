@@ -306,9 +306,7 @@ def test_export_serves_the_preprocessing_the_model_was_trained_with(tmp_path):
     model = training.train("wrn_10_1", epochs=1, batch_size=32, image_size=16,
                            output=str(out), verbose=0, preprocessing="caffe").model
     assert json.loads((out / "summary.json").read_text())["preprocessing"] == "caffe"
-    tool = [sys.executable, str(ROOT / "tools" / "export.py"), str(out / "model.keras"),
-            "--out", str(tmp_path / "serve")]
-    res = subprocess.run(tool, capture_output=True, text=True, env=ENV, timeout=600)
+    res = call_tool("export", out / "model.keras", "--out", tmp_path / "serve")
     assert res.returncode == 0 and "preprocessing caffe" in res.stdout, res.stderr
     raw = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 3)).astype("float32")
     served = tf.saved_model.load(str(tmp_path / "serve" / "1")).signatures["predict_images"](

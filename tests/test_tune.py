@@ -82,8 +82,7 @@ def test_unknown_recipe_and_out_of_range_values():
         recipes.get("norm")(digits, epochs=0)
     with pytest.raises(ValueError, match="norm: unknown precision 'fp16'; allowed: float32"):
         recipes.get("norm")(digits, precision="fp16")
-    bad = subprocess.run(TUNE + ["norm", "--max-trials", "0", "--directory", "/tmp/x"],
-                         capture_output=True, text=True, env=ENV, timeout=300)
+    bad = call_tool("tune", "norm", "--max-trials", "0", "--directory", "/tmp/x")
     assert bad.returncode == 2 and "--max-trials: must be a positive integer, got 0" in \
         bad.stderr
 
