@@ -1,7 +1,7 @@
 """Look inside a convnet the way Zeiler & Fergus did: filters, feature maps, top images,
 deconvnet and guided-backprop projections, occlusion, Grad-CAM.
 
-    python tools/visualize.py runs/zf/model.keras --dataset digits --out viz/
+    python tools/visualize.py runs/tune/zfnet/best/model.keras --dataset digits --out viz/
     python tools/visualize.py zfnet --image-size 112 --image photo.jpg --out viz/
     python tools/visualize.py alexnet --weights imagenet --image cat.jpg --out viz/
 
