@@ -280,7 +280,8 @@ def main_job_tables():
 
 @pytest.mark.slow(seconds=500)
 def test_main_job_command(copy):
-    """The README's first command (its install is what .ci/run does), then its export."""
+    """The README's first command (its install is what .ci/run does), then its export and
+    the visualization section's look inside its best model."""
     out = run_group("main_job", copy, timeout=2400)["python tools/tune.py zfnet"]
     project = copy / "runs" / "tune" / "zfnet"
     rows = list(csv.DictReader((project / "results.csv").open()))
