@@ -53,6 +53,54 @@ def test_lrn_matches_tensorflow_and_pytorch(n, k, alpha, beta):
     assert_close(ours, torch_out, rtol=1e-5)
 
 
+def xla_compiled_calls(concrete):
+    """The function calls in ``concrete``'s graph (and the graphs it calls) that XLA must
+    compile."""
+    graphs = [concrete.graph.as_graph_def()]
+    nodes = list(graphs[0].node) + [n for f in graphs[0].library.function for n in f.node_def]
+    names = {f.signature.name for f in graphs[0].library.function
+             if f.attr.get("_XlaMustCompile") and f.attr["_XlaMustCompile"].b}
+    return [n for n in nodes if (n.attr.get("_XlaMustCompile") and n.attr["_XlaMustCompile"].b)
+            or n.attr["f"].func.name in names]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_lrn_in_training_is_compiled_and_gives_pytorch_s_output_and_gradient(dtype):
+    """In training the layer is XLA-compiled (TensorFlow's CPU gradient of LRN is slow); its
+    output and gradient are PyTorch's (autograd), in float32 and under mixed bfloat16. In
+    inference it is TensorFlow's kernel: no XLA in what an export serves."""
+    import tensorflow as tf
+    import torch
+
+    a = np.random.default_rng(4).normal(0, 20, (2, 6, 6, 24)).astype("float32")
+    upstream = np.random.default_rng(5).normal(0, 1, a.shape).astype("float32")
+    layer = L.LocalResponseNormalization(dtype="mixed_bfloat16" if dtype == "bfloat16"
+                                         else "float32")
+    x = tf.cast(a, dtype)
+    a = np.asarray(tf.cast(x, "float32"))  # the bfloat16 inputs, exactly
+
+    @tf.function
+    def step(x, training):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+        return y, tape.gradient(y, x, tf.cast(upstream, dtype))
+
+    t = torch.from_numpy(a.transpose(0, 3, 1, 2).copy()).requires_grad_()
+    want = torch.nn.functional.local_response_norm(t, size=5, alpha=5e-4, beta=0.75, k=2.0)
+    want.backward(torch.from_numpy(upstream.transpose(0, 3, 1, 2).copy()))
+    rtol = 1e-5 if dtype == "float32" else 1e-2  # bfloat16 keeps 8 bits of the result
+    y, grad = step(x, True)
+    assert y.dtype == grad.dtype == dtype
+    assert_close(tf.cast(y, "float32"), want.detach().numpy().transpose(0, 2, 3, 1), rtol=rtol,
+                 atol=rtol * 1e-2)
+    assert_close(tf.cast(grad, "float32"), t.grad.numpy().transpose(0, 2, 3, 1), rtol=rtol,
+                 atol=rtol * 1e-2)
+    assert xla_compiled_calls(step.get_concrete_function(x, True))
+    assert not xla_compiled_calls(step.get_concrete_function(x, False))
+    assert not xla_compiled_calls(tf.function(layer).get_concrete_function(x))
+
+
 def test_lrn_rejects_even_size():
     with pytest.raises(ValueError, match="odd"):
         L.LocalResponseNormalization(size=4)

@@ -17,7 +17,7 @@ import pytest
 from keras_classics import datasets, training
 from keras_classics.registry import resolve
 
-from conftest import call_tool, load_tool  # noqa: E402
+from conftest import assert_close, call_tool, load_tool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, str(ROOT / "tools" / "train.py")]
@@ -211,6 +211,44 @@ def test_evaluation_traces_once_and_counts_the_partial_batch():
     want = -np.log(probs[np.arange(103), y]).mean()
     assert np.isfinite(loss) and loss == pytest.approx(want, rel=1e-4)
     assert accuracy == pytest.approx((probs.argmax(1) == y).mean())
+
+
+def test_a_big_model_s_update_is_compiled_and_gives_keras_s_weights():
+    """From FUSE_MIN_PARAMS parameters, on one replica, Adam's update is XLA-compiled (Keras
+    applies it as a chain of element-wise passes over every parameter): three steps give the
+    weights Keras' own update gives. Smaller models, two replicas and float16 loss scaling
+    keep Keras' update."""
+    import tensorflow as tf
+
+    from keras_classics.training import loop as loop_lib
+
+    def net(seed):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((4, 4, 3))
+        hidden = keras.layers.Dense(loop_lib.FUSE_MIN_PARAMS // 48 + 1, activation="relu")(
+            keras.layers.Flatten()(inputs))
+        return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(hidden))
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(0, 1, (24, 4, 4, 3)).astype("float32"), np.arange(24, dtype="int32") % 10
+    strategy = tf.distribute.get_strategy()
+    weights = []
+    for fuse in (None, False):  # None: the rule's choice
+        model = net(0)
+        optimizer = keras.optimizers.Adam(1e-3)
+        loop = loop_lib.StepLoop(strategy, model, optimizer, 8, fuse_update=fuse)
+        assert loop.fused_update is (fuse is None)
+        assert loop.train(iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(8)), 3)[2] == -1
+        assert int(optimizer.iterations) == 3
+        weights.append([v.numpy() for v in model.trainable_variables])
+    assert not np.allclose(weights[0][0], net(0).trainable_variables[0].numpy())  # it trained
+    for fused, keras_update in zip(*weights):
+        assert_close(fused, keras_update, rtol=1e-5, atol=1e-7)
+    small, big = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), net(1)
+    adam = keras.optimizers.Adam()
+    assert not loop_lib.fuse_pays(small, adam, 1) and loop_lib.fuse_pays(big, adam, 1)
+    assert not loop_lib.fuse_pays(big, adam, 2)
+    assert not loop_lib.fuse_pays(big, keras.optimizers.LossScaleOptimizer(adam), 1)
 
 
 def test_short_runs_in_one_process_do_not_warn_of_retracing(caplog):

@@ -9,6 +9,7 @@ never per step; a non-finite loss is found on the device and reported with its s
 import functools
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -34,18 +35,44 @@ def total_loss(labels, outputs, aux_weight, global_batch):
     return loss
 
 
+# fuse_pays: the smallest model whose optimizer update is worth compiling. The update is a pass
+# over memory per parameter, the compilation a cost per run: ResNet-18 (11M) gained 9 ms a
+# step for 0.6 s, ResNet-20 (0.27M) nothing for 0.8 s
+FUSE_MIN_PARAMS = 5_000_000
+
+
+def fuse_pays(net, optimizer, replicas):
+    """Whether to XLA-compile ``optimizer``'s update of ``net``: on one replica (under
+    MirroredStrategy the update is a cross-replica call XLA cannot compile), without loss
+    scaling (float16: its finite check and skipped steps stay as Keras wrote them), for a model
+    of at least FUSE_MIN_PARAMS parameters."""
+    return replicas == 1 and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer) and \
+        sum(int(np.prod(v.shape)) for v in net.trainable_variables) >= FUSE_MIN_PARAMS
+
+
 class StepLoop:
     """Training and evaluation steps of ``net`` with ``optimizer`` under ``strategy``.
 
     ``jit`` XLA-compiles the per-replica forward and backward pass (not the call around
-    ``strategy.run``, which XLA cannot compile, nor the optimizer's cross-replica update)."""
+    ``strategy.run``, which XLA cannot compile, nor the optimizer's cross-replica update).
+    ``fuse_update`` (default :func:`fuse_pays`) XLA-compiles the optimizer's update on one
+    replica: Keras applies Adam as a chain of element-wise ops, each a pass over every
+    parameter; compiled, it is one (ZFNet's 36M parameters: 94 -> 32 ms a step here on two
+    threads, 90 -> 49 ms on one; ResNet-18: 22 -> 13 ms), for a compilation of 0.4-0.8 s per
+    run. With the compiled LRN, a mixed-bfloat16 ZFNet step at 112x112, batch 32, one intra-op
+    thread, took 10-15% less CPU time."""
 
-    def __init__(self, strategy, net, optimizer, global_batch, aux_weight=0.3, jit=False):
+    def __init__(self, strategy, net, optimizer, global_batch, aux_weight=0.3, jit=False,
+                 fuse_update=None):
         self.strategy, self.net, self.optimizer = strategy, net, optimizer
         self.replicas = strategy.num_replicas_in_sync
         if not optimizer.built:  # slot variables made in the step: TensorFlow traces it twice
             with strategy.scope():
                 optimizer.build(net.trainable_variables)
+        if fuse_update is None:
+            fuse_update = fuse_pays(net, optimizer, self.replicas)
+        self.fused_update = bool(fuse_update)
+        self._apply = self._update_fn(self.fused_update)
         replica_step = (self._compiled_replica_step if jit else self._replica_step)(
             global_batch, aux_weight)
 
@@ -93,6 +120,13 @@ class StepLoop:
             strategy.reduce(tf.distribute.ReduceOp.MEAN, v, None)
             for v in strategy.run(lambda: [tf.identity(s.value) for s in self.stats])])
 
+    def _update_fn(self, fuse):
+        net, optimizer = self.net, self.optimizer
+
+        def apply(grads):
+            optimizer.apply_gradients(zip(grads, net.trainable_variables))
+        return tf.function(apply, jit_compile=True, autograph=False) if fuse else apply
+
     def _replica_step(self, global_batch, aux_weight):
         net, optimizer, replicas = self.net, self.optimizer, self.replicas
 
@@ -106,7 +140,7 @@ class StepLoop:
                 scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") \
                     else loss
             grads = tape.gradient(scaled, net.trainable_variables)
-            optimizer.apply_gradients(zip(grads, net.trainable_variables))
+            self._apply(grads)
             hits = tf.reduce_sum(tf.cast(tf.equal(
                 tf.argmax(outs[0], -1, output_type=tf.int32), y), tf.float32))
             return loss, hits
@@ -144,7 +178,7 @@ class StepLoop:
                 [tf.identity(v.value) for v in net.non_trainable_variables], x, y, scale)
             for v, value in zip(net.non_trainable_variables, state):
                 v.assign(value)
-            optimizer.apply_gradients(zip(grads, net.trainable_variables))
+            self._apply(grads)
             return loss, hits
         return step
 
