@@ -213,42 +213,65 @@ def test_evaluation_traces_once_and_counts_the_partial_batch():
     assert accuracy == pytest.approx((probs.argmax(1) == y).mean())
 
 
-def test_a_big_model_s_update_is_compiled_and_gives_keras_s_weights():
-    """From FUSE_MIN_PARAMS parameters, on one replica, Adam's update is XLA-compiled (Keras
-    applies it as a chain of element-wise passes over every parameter): three steps give the
-    weights Keras' own update gives. Smaller models, two replicas and float16 loss scaling
-    keep Keras' update."""
+def test_a_long_run_of_a_big_model_compiles_the_update_and_gets_keras_s_weights(
+        tmp_path, monkeypatch):
+    """A run that updates FUSE_MIN_UPDATES parameter values of a model of FUSE_MIN_PARAMS or
+    more, on one replica, XLA-compiles Adam's update (Keras applies it as a chain of
+    element-wise passes over every parameter): three steps give the weights Keras' own update
+    gives. Shorter runs, smaller models, two replicas and float16 loss scaling keep Keras'
+    update."""
     import tensorflow as tf
 
     from keras_classics.training import loop as loop_lib
 
-    def net(seed):
+    def net(seed, classes=10, shape=(4, 4, 3)):
         keras.utils.set_random_seed(seed)
-        inputs = keras.Input((4, 4, 3))
+        inputs = keras.Input(shape)
         hidden = keras.layers.Dense(loop_lib.FUSE_MIN_PARAMS // 48 + 1, activation="relu")(
             keras.layers.Flatten()(inputs))
-        return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(hidden))
+        return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(hidden))
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(0, 1, (24, 4, 4, 3)).astype("float32"), np.arange(24, dtype="int32") % 10
-    strategy = tf.distribute.get_strategy()
     weights = []
-    for fuse in (None, False):  # None: the rule's choice
-        model = net(0)
-        optimizer = keras.optimizers.Adam(1e-3)
-        loop = loop_lib.StepLoop(strategy, model, optimizer, 8, fuse_update=fuse)
-        assert loop.fused_update is (fuse is None)
+    for fuse in (True, False):
+        model, optimizer = net(0), keras.optimizers.Adam(1e-3)
+        loop = loop_lib.StepLoop(tf.distribute.get_strategy(), model, optimizer, 8,
+                                 fuse_update=fuse)
+        assert loop.fused_update is fuse
         assert loop.train(iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(8)), 3)[2] == -1
         assert int(optimizer.iterations) == 3
         weights.append([v.numpy() for v in model.trainable_variables])
     assert not np.allclose(weights[0][0], net(0).trainable_variables[0].numpy())  # it trained
     for fused, keras_update in zip(*weights):
         assert_close(fused, keras_update, rtol=1e-5, atol=1e-7)
-    small, big = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), net(1)
-    adam = keras.optimizers.Adam()
-    assert not loop_lib.fuse_pays(small, adam, 1) and loop_lib.fuse_pays(big, adam, 1)
-    assert not loop_lib.fuse_pays(big, adam, 2)
-    assert not loop_lib.fuse_pays(big, keras.optimizers.LossScaleOptimizer(adam), 1)
+
+    big, adam = net(1), keras.optimizers.Adam()
+    long_run = loop_lib.FUSE_MIN_UPDATES // loop_lib.FUSE_MIN_PARAMS
+    assert loop_lib.fuse_pays(big, adam, 1, long_run)
+    assert not loop_lib.fuse_pays(big, adam, 1, 6)  # compiling would cost more than it saves
+    assert not loop_lib.fuse_pays(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]),
+                                  adam, 1, 10 ** 9)
+    assert not loop_lib.fuse_pays(big, adam, 2, long_run)
+    assert not loop_lib.fuse_pays(big, keras.optimizers.LossScaleOptimizer(adam), 1, long_run)
+
+    # train() asks the rule with the run's steps: 8x8 digits, 1,078 for training
+    chosen = []
+
+    class Stop(Exception):
+        pass
+
+    def spy(*args, fuse_update, **kwargs):
+        chosen.append(fuse_update)
+        raise Stop
+    monkeypatch.setattr(training.runner, "StepLoop", spy)
+    data = datasets.digits(8)
+    for epochs, batch in ((1, 64), (3, 8)):  # 16 and 402 steps of 21M parameters
+        with pytest.raises(Stop):
+            training.train(data=data, build_model=lambda c, s: net(2, c, s), epochs=epochs,
+                           batch_size=batch, image_size=8, preset="adam",
+                           output=str(tmp_path / f"e{epochs}"), verbose=0)
+    assert chosen == [False, True]
 
 
 def test_short_runs_in_one_process_do_not_warn_of_retracing(caplog):

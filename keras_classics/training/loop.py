@@ -35,19 +35,23 @@ def total_loss(labels, outputs, aux_weight, global_batch):
     return loss
 
 
-# fuse_pays: the smallest model whose optimizer update is worth compiling. The update is a pass
-# over memory per parameter, the compilation a cost per run: ResNet-18 (11M) gained 9 ms a
-# step for 0.6 s, ResNet-20 (0.27M) nothing for 0.8 s
+# fuse_pays: compiling the optimizer's update costs 0.1-4 s per run (more with more variables:
+# GoogLeNet's 128, 3.9 s) and saves a few ms a step per million parameters (ZFNet, 24.7M: 300 ->
+# 204 ms; ResNet-50, 23.6M: 418 -> 351; GoogLeNet, 6.4M: 166 -> 157; CPU time, one thread), so it
+# pays in runs that update many parameter values: a GoogLeNet test of 6 steps took 8 s longer
 FUSE_MIN_PARAMS = 5_000_000
+FUSE_MIN_UPDATES = 1_000_000_000  # parameters x steps over the run
 
 
-def fuse_pays(net, optimizer, replicas):
-    """Whether to XLA-compile ``optimizer``'s update of ``net``: on one replica (under
-    MirroredStrategy the update is a cross-replica call XLA cannot compile), without loss
-    scaling (float16: its finite check and skipped steps stay as Keras wrote them), for a model
-    of at least FUSE_MIN_PARAMS parameters."""
-    return replicas == 1 and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer) and \
-        sum(int(np.prod(v.shape)) for v in net.trainable_variables) >= FUSE_MIN_PARAMS
+def fuse_pays(net, optimizer, replicas, steps):
+    """Whether to XLA-compile ``optimizer``'s update of ``net`` for a run of ``steps`` steps:
+    on one replica (under MirroredStrategy the update is a cross-replica call XLA cannot
+    compile), without loss scaling (float16: its finite check and skipped steps stay as Keras
+    wrote them), for a model of at least FUSE_MIN_PARAMS parameters updated at least
+    FUSE_MIN_UPDATES times in all."""
+    params = sum(int(np.prod(v.shape)) for v in net.trainable_variables)
+    return replicas == 1 and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer) \
+        and params >= FUSE_MIN_PARAMS and params * steps >= FUSE_MIN_UPDATES
 
 
 class StepLoop:
@@ -55,22 +59,20 @@ class StepLoop:
 
     ``jit`` XLA-compiles the per-replica forward and backward pass (not the call around
     ``strategy.run``, which XLA cannot compile, nor the optimizer's cross-replica update).
-    ``fuse_update`` (default :func:`fuse_pays`) XLA-compiles the optimizer's update on one
-    replica: Keras applies Adam as a chain of element-wise ops, each a pass over every
+    ``fuse_update`` (``train`` asks :func:`fuse_pays`) XLA-compiles the optimizer's update on
+    one replica: Keras applies Adam as a chain of element-wise ops, each a pass over every
     parameter; compiled, it is one (ZFNet's 36M parameters: 94 -> 32 ms a step here on two
-    threads, 90 -> 49 ms on one; ResNet-18: 22 -> 13 ms), for a compilation of 0.4-0.8 s per
+    threads, 90 -> 49 ms on one; ResNet-18: 22 -> 13 ms), for a compilation of 0.1-4 s per
     run. With the compiled LRN, a mixed-bfloat16 ZFNet step at 112x112, batch 32, one intra-op
     thread, took 10-15% less CPU time."""
 
     def __init__(self, strategy, net, optimizer, global_batch, aux_weight=0.3, jit=False,
-                 fuse_update=None):
+                 fuse_update=False):
         self.strategy, self.net, self.optimizer = strategy, net, optimizer
         self.replicas = strategy.num_replicas_in_sync
         if not optimizer.built:  # slot variables made in the step: TensorFlow traces it twice
             with strategy.scope():
                 optimizer.build(net.trainable_variables)
-        if fuse_update is None:
-            fuse_update = fuse_pays(net, optimizer, self.replicas)
         self.fused_update = bool(fuse_update)
         self._apply = self._update_fn(self.fused_update)
         replica_step = (self._compiled_replica_step if jit else self._replica_step)(

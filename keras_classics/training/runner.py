@@ -18,7 +18,7 @@ from .. import datasets
 from ..registry import model_info, resolve
 from ..weights import preprocessing_of, weights_info
 from . import checkpoints as ckpt_lib, outputs
-from .loop import StepLoop
+from .loop import StepLoop, fuse_pays
 from .presets import PRESETS, get_preset, make_optimizer, plateau_update, schedule
 from .precision import precision as policy_scope, resolve_precision
 from .strategy import make_strategy, strategy_name, worker_role
@@ -211,7 +211,9 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
          seed, steps_per_epoch, preprocessing, jit, checkpoint_every, verbose, callbacks,
          record, base_lr, steps_per_execution, summary_name):
     epochs = rec.epochs
-    loop = StepLoop(strat, net, optimizer, batch, rec.aux_weight, jit)
+    steps_left = (epochs - state["epoch"]) * steps_per_epoch - state["step"]
+    loop = StepLoop(strat, net, optimizer, batch, rec.aux_weight, jit, fuse_update=fuse_pays(
+        net, optimizer, strat.num_replicas_in_sync, steps_left))
     # TensorBoard scalars by hand: keras.callbacks.TensorBoard reads ``model.optimizer``,
     # which only compile() sets. Same layout as the callback's: logs/train, logs/validation.
     log_dir = os.path.join(output, "logs") if chief else tempfile.mkdtemp()
