@@ -216,10 +216,10 @@ def test_evaluation_traces_once_and_counts_the_partial_batch():
 def test_a_long_run_of_a_big_model_compiles_the_update_and_gets_keras_s_weights(
         tmp_path, monkeypatch):
     """A run that updates FUSE_MIN_UPDATES parameter values of a model of FUSE_MIN_PARAMS or
-    more, on one replica, XLA-compiles Adam's update (Keras applies it as a chain of
-    element-wise passes over every parameter): three steps give the weights Keras' own update
-    gives. Shorter runs, smaller models, two replicas and float16 loss scaling keep Keras'
-    update."""
+    more, under the default strategy, XLA-compiles Adam's update (Keras applies it as a chain
+    of element-wise passes over every parameter): three steps give the weights Keras' own
+    update gives. Shorter runs, smaller models, a MirroredStrategy (of one replica too) and
+    float16 loss scaling keep Keras' update."""
     import tensorflow as tf
 
     from keras_classics.training import loop as loop_lib
@@ -246,14 +246,16 @@ def test_a_long_run_of_a_big_model_compiles_the_update_and_gets_keras_s_weights(
     for fused, keras_update in zip(*weights):
         assert_close(fused, keras_update, rtol=1e-5, atol=1e-7)
 
-    big, adam = net(1), keras.optimizers.Adam()
+    big, adam, default = net(1), keras.optimizers.Adam(), tf.distribute.get_strategy()
     long_run = loop_lib.FUSE_MIN_UPDATES // loop_lib.FUSE_MIN_PARAMS
-    assert loop_lib.fuse_pays(big, adam, 1, long_run)
-    assert not loop_lib.fuse_pays(big, adam, 1, 6)  # compiling would cost more than it saves
+    assert loop_lib.fuse_pays(big, adam, default, long_run)
+    assert not loop_lib.fuse_pays(big, adam, default, 6)  # compiling costs more than it saves
     assert not loop_lib.fuse_pays(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]),
-                                  adam, 1, 10 ** 9)
-    assert not loop_lib.fuse_pays(big, adam, 2, long_run)
-    assert not loop_lib.fuse_pays(big, keras.optimizers.LossScaleOptimizer(adam), 1, long_run)
+                                  adam, default, 10 ** 9)
+    assert not loop_lib.fuse_pays(big, adam, tf.distribute.MirroredStrategy(["/cpu:0"]),
+                                  long_run)
+    assert not loop_lib.fuse_pays(big, keras.optimizers.LossScaleOptimizer(adam), default,
+                                  long_run)
 
     # train() asks the rule with the run's steps: 8x8 digits, 1,078 for training
     chosen = []

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .strategy import strategy_name
+
 SUM = tf.distribute.ReduceOp.SUM
 
 
@@ -43,15 +45,16 @@ FUSE_MIN_PARAMS = 5_000_000
 FUSE_MIN_UPDATES = 1_000_000_000  # parameters x steps over the run
 
 
-def fuse_pays(net, optimizer, replicas, steps):
+def fuse_pays(net, optimizer, strategy, steps):
     """Whether to XLA-compile ``optimizer``'s update of ``net`` for a run of ``steps`` steps:
-    on one replica (under MirroredStrategy the update is a cross-replica call XLA cannot
-    compile), without loss scaling (float16: its finite check and skipped steps stay as Keras
-    wrote them), for a model of at least FUSE_MIN_PARAMS parameters updated at least
-    FUSE_MIN_UPDATES times in all."""
+    under the default strategy only (under a Mirrored or MultiWorkerMirrored strategy, of one
+    replica too, the update is a cross-replica call XLA cannot compile), without loss scaling
+    (float16: its finite check and skipped steps stay as Keras wrote them), for a model of at
+    least FUSE_MIN_PARAMS parameters updated at least FUSE_MIN_UPDATES times in all."""
     params = sum(int(np.prod(v.shape)) for v in net.trainable_variables)
-    return replicas == 1 and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer) \
-        and params >= FUSE_MIN_PARAMS and params * steps >= FUSE_MIN_UPDATES
+    return strategy_name(strategy) == "default" and \
+        not isinstance(optimizer, keras.optimizers.LossScaleOptimizer) and \
+        params >= FUSE_MIN_PARAMS and params * steps >= FUSE_MIN_UPDATES
 
 
 class StepLoop:
@@ -59,11 +62,11 @@ class StepLoop:
 
     ``jit`` XLA-compiles the per-replica forward and backward pass (not the call around
     ``strategy.run``, which XLA cannot compile, nor the optimizer's cross-replica update).
-    ``fuse_update`` (``train`` asks :func:`fuse_pays`) XLA-compiles the optimizer's update on
-    one replica: Keras applies Adam as a chain of element-wise ops, each a pass over every
-    parameter; compiled, it is one (ZFNet's 36M parameters: 94 -> 32 ms a step here on two
-    threads, 90 -> 49 ms on one; ResNet-18: 22 -> 13 ms), for a compilation of 0.1-4 s per
-    run. With the compiled LRN, a mixed-bfloat16 ZFNet step at 112x112, batch 32, one intra-op
+    ``fuse_update`` (``train`` asks :func:`fuse_pays`) XLA-compiles the optimizer's update
+    under the default strategy: Keras applies Adam as a chain of element-wise ops, each a pass
+    over every parameter; compiled, it is one (ZFNet's 36M parameters: 94 -> 32 ms a step here
+    on two threads, 90 -> 49 ms on one; ResNet-18: 22 -> 13 ms), for a compilation of 0.1-4 s
+    per run. With the compiled LRN, a mixed-bfloat16 ZFNet step at 112x112, batch 32, one intra-op
     thread, took 10-15% less CPU time."""
 
     def __init__(self, strategy, net, optimizer, global_batch, aux_weight=0.3, jit=False,

@@ -213,7 +213,7 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
     epochs = rec.epochs
     steps_left = (epochs - state["epoch"]) * steps_per_epoch - state["step"]
     loop = StepLoop(strat, net, optimizer, batch, rec.aux_weight, jit, fuse_update=fuse_pays(
-        net, optimizer, strat.num_replicas_in_sync, steps_left))
+        net, optimizer, strat, steps_left))
     # TensorBoard scalars by hand: keras.callbacks.TensorBoard reads ``model.optimizer``,
     # which only compile() sets. Same layout as the callback's: logs/train, logs/validation.
     log_dir = os.path.join(output, "logs") if chief else tempfile.mkdtemp()
