@@ -23,7 +23,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_classics as kc  # noqa: E402
-from keras_classics import datasets  # noqa: E402
+from keras_classics import datasets, provenance  # noqa: E402
 from keras_classics.training import StepLoop  # noqa: E402
 from timing import interleaved, speedup  # noqa: E402
 
@@ -67,8 +67,15 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="one round of 10 steps (the warm-up pass traces): a smoke test")
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--out", default="bench/results")
+    p.add_argument("--out", help="default: bench/results; runs/bench-quick with --quick")
+    p.add_argument("--render", metavar="JSON",
+                   help="no measuring: print a loop_vs_fit.json's table (Markdown)")
     args = p.parse_args(argv)
+    if args.render:
+        with open(args.render) as f:
+            print(markdown(json.load(f)))
+        return 0
+    args.out = args.out or ("runs/bench-quick" if args.quick else "bench/results")
     size, batch, repeat, rounds = (32, 64, 1, 1) if args.quick else (32, 64, 4, args.rounds)
     fns, images = contenders(size, batch, repeat, (1, 10), steps=10 if args.quick else None)
     # As timeit does: Python's garbage collector runs between timed calls, not inside them
@@ -84,25 +91,35 @@ def main(argv=None):
         ratio = speedup(times, name, "model.fit")
         rows.append({"loop": name, "images_per_second": images / statistics.median(times[name]),
                      "ratio_to_fit": ratio[0], "ratio_low": ratio[1], "ratio_high": ratio[2]})
-    report = {"settings": {"model": "resnet18", "data": "digits", "size": size, "batch": batch,
+    report = {"run": provenance.run_record(),
+              "settings": {"model": "resnet18", "data": "digits", "size": size, "batch": batch,
                            "images_per_round": images, "rounds": rounds,
                            "tensorflow": tf.__version__, "keras": keras.__version__},
               "rows": rows}
-    lines = [f"ResNet-18 training, digits {size}x{size}, batch {batch}, {images} images per "
-             f"round, {rounds} interleaved rounds (ratio: paired, median [quartiles])", "",
-             "| loop | images/s | ours / fit |", "|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['loop']} | {r['images_per_second']:.0f} | {r['ratio_to_fit']:.2f} "
-                     f"[{r['ratio_low']:.2f}, {r['ratio_high']:.2f}] |")
+    text = markdown(report)
     os.makedirs(args.out, exist_ok=True)
-    for fname, text in (("loop_vs_fit.md", "\n".join(lines) + "\n"),
-                        ("loop_vs_fit.json", json.dumps(report, indent=1))):
+    for fname, content in (("loop_vs_fit.md", text + "\n"),
+                           ("loop_vs_fit.json", json.dumps(report, indent=1))):
         path = os.path.join(args.out, fname)
         with open(path + ".tmp", "w") as f:
-            f.write(text)
+            f.write(content)
         os.replace(path + ".tmp", path)
-    print("\n".join(lines))
+    print(text)
     return 0
+
+
+def markdown(report):
+    """The table, headed by command, machine and date."""
+    s = report["settings"]
+    lines = [provenance.heading(report.get("run")), "",
+             f"ResNet-18 training, digits {s['size']}x{s['size']}, batch {s['batch']}, "
+             f"{s['images_per_round']} images per round, {s['rounds']} interleaved rounds "
+             "(ratio: paired, median [quartiles])", "",
+             "| loop | images/s | ours / fit |", "|---|---|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['loop']} | {r['images_per_second']:.0f} | {r['ratio_to_fit']:.2f} "
+                     f"[{r['ratio_low']:.2f}, {r['ratio_high']:.2f}] |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,15 @@ path, so a missed target says where the time goes.
     python bench/run.py                    # VGG16, ResNet50, DenseNet121 at 224x224
     python bench/run.py --quick            # small inputs, one round: a smoke test (CI)
     python bench/run.py --models resnet50 --out bench/results
+    python bench/run.py --render bench/results/results.json   # the tables again, no measuring
 
-Writes OUT/results.md (tables) and OUT/results.json (every number).
+Writes OUT/results.md (tables) and OUT/results.json (every number, with the command, machine
+and date). OUT defaults to bench/results for a full run and to runs/bench-quick for --quick,
+so a smoke test never replaces the committed results.
 """
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -28,6 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_classics as kc  # noqa: E402
+from keras_classics import provenance  # noqa: E402
 from timing import KERAS_APPS, interleaved, peak, speedup  # noqa: E402
 import where_time_goes as w  # noqa: E402
 
@@ -279,9 +282,8 @@ def targets(report):
 def markdown(report):
     s, models = report["settings"], list(report["models"])
     peaks, low = report["peak_gflops"], LABELS[report["settings"]["fast_dtype"]]
-    lines = [f"Machine: {report['machine']['cpu']}, {report['machine']['cpu_cores']} cores, "
-             f"{report['machine']['platform']}; TF {report['machine']['tensorflow']}, Keras "
-             f"{report['machine']['keras']}. Input {s['size']}x{s['size']}, batch {s['batch']} "
+    lines = [provenance.heading(report.get("run")), "",
+             f"Platform {report['machine']['platform']}. Input {s['size']}x{s['size']}, batch {s['batch']} "
              f"(training {s['train_batch']}), {s['rounds']} interleaved rounds: paired ratio "
              f"medians (interquartile range over rounds). Peak (best of a GEMM/convolution "
              f"sweep): fp32 {peaks['fp32']:.0f} GFLOP/s ({report['peak_kernel']['fp32']}), {low} "
@@ -312,42 +314,32 @@ def markdown(report):
     return "\n".join(lines)
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    name = next((l.split(":", 1)[1].strip() for l in info.splitlines()
-                 if l.startswith("model name")), "unknown CPU")
-    flags = next((l.split(":", 1)[1].split() for l in info.splitlines()
-                  if l.startswith("flags")), [])
-    isa = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{name} ({', '.join(isa) or 'no AVX-512'}{'' if 'amx_bf16' in flags else ', no AMX'})"
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=list(KERAS_APPS), choices=list(KERAS_APPS))
     p.add_argument("--quick", action="store_true", help="64x64, batch 4, one round")
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--out", default="bench/results")
+    p.add_argument("--out", help="default: bench/results; runs/bench-quick with --quick")
     p.add_argument("--render", metavar="JSON",
-                   help="no measuring: write OUT/results.md again from a results.json")
+                   help="no measuring: print a results.json's tables (Markdown); with --out, "
+                        "also write OUT/results.md")
     args = p.parse_args(argv)
     if args.render:
         with open(args.render) as f:
             report = json.load(f)
-        return write(report, args.out)
+        if args.out:
+            return write(report, args.out)
+        print(markdown(report))
+        return 0
+    args.out = args.out or ("runs/bench-quick" if args.quick else "bench/results")
     size, batch, train_batch, rounds = (64, 4, 4, 1) if args.quick else \
         (224, 32, 16, args.rounds)
     print("peak rates ...", file=sys.stderr, flush=True)
     peaks = {k: peak(dt, quick=args.quick) for k, dt in (("fp32", tf.float32),
                                                           (LOW, fast_dtype()))}
     gpus = len(tf.config.list_physical_devices("GPU"))
-    report = {"machine": {"cpu": cpu_name(), "cpu_cores": os.cpu_count(),
-                          "platform": platform.platform(), "gpus": gpus,
-                          "tensorflow": tf.__version__, "keras": keras.__version__},
+    run = provenance.run_record()
+    report = {"run": run, "machine": run["machine"],
               "settings": {"size": size, "batch": batch, "train_batch": train_batch,
                            "rounds": rounds, "fast_dtype": fast_dtype()},
               "peak_gflops": {k: v[0] / 1e9 for k, v in peaks.items()},

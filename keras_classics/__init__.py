@@ -1,5 +1,7 @@
 """keras_classics: the classic ImageNet CNNs for Keras 3 (TensorFlow backend).
 
+Documentation: README.md and docs/ in the repository.
+
 Builders follow keras.applications' signature (``include_top, weights, input_tensor,
 input_shape, pooling, classes, classifier_activation, name``)::
 
@@ -12,11 +14,11 @@ from .models import *  # noqa: F401,F403  (the builders)
 from .models import __all__ as _builders
 from .analysis import profile
 from .fusion import fuse_batchnorm
-from .export import export_saved_model
+from .export import export_saved_model, export_tflite
 from .preprocessing import decode_predictions, preprocess_input
 from .registry import ModelInfo, describe, get_model, list_models, model_info
 from .weights import WeightsRecord, weights_info
 
 __version__ = "0.1.0"
-__all__ = ["layers", "models", "profile", "fuse_batchnorm", "export_saved_model", "preprocess_input", "decode_predictions", "describe", "get_model", "list_models", "model_info", "ModelInfo", "WeightsRecord", "weights_info",
+__all__ = ["layers", "models", "profile", "fuse_batchnorm", "export_saved_model", "export_tflite", "preprocess_input", "decode_predictions", "describe", "get_model", "list_models", "model_info", "ModelInfo", "WeightsRecord", "weights_info",
            *_builders]

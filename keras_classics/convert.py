@@ -46,7 +46,7 @@ def read_checkpoint(path):
         except ImportError as err:
             raise ValueError(f"{path}: reading PyTorch checkpoints needs PyTorch (pip install "
                              "'keras_classics[torch]'), or convert it where PyTorch is "
-                             "installed with tools/convert_weights.py") from err
+                             "installed with keras-classics convert-weights") from err
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:

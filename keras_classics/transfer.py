@@ -17,13 +17,14 @@ transfer-learning guide's rule; in Keras 3 a frozen BN layer runs in inference m
 What is trainable is decided by stage, read from the layer names every zoo model uses
 (``block3_*``, ``conv4_block2_*``, ``inception_4c_*``, ``pool3_*`` ...), not by layer counts.
 """
+import json
 import os
 import re
 
 import keras
 import numpy as np
 
-from . import datasets
+from . import datasets, provenance
 from . import training
 from .models._common import classifier
 from .registry import model_info, resolve
@@ -187,7 +188,7 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
 
 
 def digits_experiment(per_class=10, pretrain_epochs=8, epochs=20, model="resnet20_cifar",
-                      output="runs/transfer", image_size=16, seeds=3):
+                      output="runs/transfer", image_size=16, seeds=3, command=None):
     """The lecture's regimes on real data, offline: for each of ``seeds`` seeds, pretrain
     ``model`` on digits 0–4, draw ``per_class`` labels per class of digits 5–9, and compare
     small / medium / large with training from scratch, all evaluated on the same held-out 5–9
@@ -195,7 +196,8 @@ def digits_experiment(per_class=10, pretrain_epochs=8, epochs=20, model="resnet2
     took twice as long with the same ranking (small clearly worse, medium and large not
     separable from scratch over three seeds).
 
-    Returns ``{"per_class", "seeds", "rows"}``, a row per setting with the mean test accuracy
+    Returns ``{"per_class", "seeds", "rows", "run"}`` (also written to
+    ``output/results.json``; ``markdown()`` renders it), a row per setting with the mean test accuracy
     over the seeds, its standard deviation (n - 1) and each seed's. Several seeds, each with
     its own pretraining, because one is not enough: with 50 training images the outcome
     hangs on the pretrained model -- two pretrainings of the same seed that differed only in
@@ -226,4 +228,30 @@ def digits_experiment(per_class=10, pretrain_epochs=8, epochs=20, model="resnet2
     rows = [{"setting": setting, "test_accuracy": float(np.mean(accs)),
              "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
              "per_seed": [float(a) for a in accs]} for setting, accs in results.items()]
-    return {"per_class": per_class, "seeds": seeds, "rows": rows}
+    result = {"per_class": per_class, "seeds": seeds, "model": model, "image_size": image_size,
+              "rows": rows, "run": provenance.run_record(command)}
+    path = os.path.join(output, "results.json")
+    with open(path + ".tmp", "w") as f:  # whole or not at all
+        json.dump(result, f, indent=1)
+    os.replace(path + ".tmp", path)
+    return result
+
+
+SETTINGS = {"pretrain on 0-4": "pretrained on digits 0–4 (its own test split)",
+            "transfer, small": "small (new head only)",
+            "transfer, medium": "medium (+ top two stages)",
+            "transfer, large": "large (all layers)",
+            "from scratch": "from scratch (same net, same images, twice the epochs)"}
+
+
+def markdown(result):
+    """The experiment's table as the docs show it, headed by command, machine and date.
+    ``result``: what ``digits_experiment`` returned (its ``results.json``)."""
+    lines = [provenance.heading(result.get("run")), "",
+             f"| setting | test accuracy (mean ± std, {result['seeds']} seeds) | per seed |",
+             "|---|---|---|"]
+    for row in result["rows"]:
+        lines.append(f"| {SETTINGS.get(row['setting'], row['setting'])} | "
+                     f"{row['test_accuracy']:.3f} ± {row['std']:.3f} | "
+                     f"{' '.join(f'{a:.3f}' for a in row['per_seed'])} |")
+    return "\n".join(lines)

@@ -15,6 +15,7 @@ import warnings
 import keras_tuner as kt
 import numpy as np
 
+from keras_classics import provenance
 from keras_classics.training.checkpoints import differences, lock
 
 TUNERS = {"random": kt.RandomSearch, "hyperband": kt.Hyperband,
@@ -239,8 +240,12 @@ def best_model(tuner, rows, directory):
 
 def run(recipe_cls, data, recipe, tuner="random", max_trials=None, epochs=None,
         image_size=None, batch_size=None, directory="runs/tune", overwrite=False,
-        strategy="default", budget_params=None, export_dir=None, seeds=None, precision=None):
-    """The whole job behind ``tools/tune.py``; returns the report dict (None on a worker)."""
+        strategy="default", budget_params=None, export_dir=None, seeds=None, precision=None,
+        command=None):
+    """The whole job behind ``keras-classics tune``; returns the report dict (None on a
+    worker). ``report.json`` holds it with the leaderboard and the run's ``command``
+    (default: this process's command line), machine and date: ``markdown(report)`` renders
+    it."""
     if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 1):
         raise ValueError(f"max_trials must be a positive int, got {max_trials!r}")
     hm = recipe_cls(data, image_size=image_size, epochs=epochs, batch_size=batch_size,
@@ -262,7 +267,7 @@ def run(recipe_cls, data, recipe, tuner="random", max_trials=None, epochs=None,
     held = lock(project, os.path.join(directory, f".{recipe}.lock"), "search", "--directory")
     try:
         return _search(hm, data, recipe, tuner, settings, directory, project, overwrite,
-                       export_dir)
+                       export_dir, command)
     finally:
         held.release()
 
@@ -281,7 +286,8 @@ def _check_settings(project, settings, overwrite):
                          "or pass --overwrite (or another --directory) to start afresh")
 
 
-def _search(hm, data, recipe, tuner, settings, directory, project, overwrite, export_dir):
+def _search(hm, data, recipe, tuner, settings, directory, project, overwrite, export_dir,
+            command=None):
     _check_settings(project, settings, overwrite)
     t = make_tuner(tuner, hm, directory, recipe, settings["max_trials"],
                    overwrite=overwrite, epochs=hm.epochs)
@@ -311,7 +317,8 @@ def _search(hm, data, recipe, tuner, settings, directory, project, overwrite, ex
               "verdict": verdict(rows),
               "unsettled": [r["label"] for r in rows
                             if (r.get("last_epoch_rise") or 0) > UNSETTLED],
-              "search_seconds": time.perf_counter() - start, "directory": project}
+              "search_seconds": time.perf_counter() - start, "directory": project,
+              "settings": settings, "run": provenance.run_record(command)}
     if export_dir:
         import keras
 
@@ -320,7 +327,38 @@ def _search(hm, data, recipe, tuner, settings, directory, project, overwrite, ex
         if model is None:
             model = keras.saving.load_model(os.path.join(project, "best", "model.keras"))
         report["export"] = export_saved_model(model, export_dir, labels=data.class_names)
-    with open(os.path.join(project, "report.json"), "w") as f:
-        json.dump({k: v for k, v in report.items() if k != "trials"}, f, indent=1,
-                  default=str)
+    path = os.path.join(project, "report.json")
+    with open(path + ".tmp", "w") as f:  # whole or not at all
+        json.dump(report, f, indent=1, default=str)
+    os.replace(path + ".tmp", path)
     return report
+
+
+def markdown(report):
+    """A study's results as the docs show them: the command, machine and date, the
+    leaderboard (parameters, multiply-adds, validation and test accuracy as mean ± std over
+    the seeds, training time), the best configuration's test accuracy, the verdict and the
+    warning about configurations still improving. ``report``: a ``report.json``."""
+    seeds = report["seeds"]
+    lines = [provenance.heading(report.get("run")), "",
+             f"| configuration | params | MACs | validation acc. ({seeds} seeds) | "
+             f"test acc. ({seeds} seeds) | train time |", "|---|---|---|---|---|---|"]
+    for r in report["trials"]:
+        if r.get("val_accuracy") is None:
+            lines.append(f"| {r['label']} | | | {r['status']} | | |")
+            continue
+        params = f"{r['params']:,}" if r.get("params") else "-"
+        macs = f"{r['macs'] / 1e6:.1f}M" if r.get("macs") else "-"
+        lines.append(f"| {r['label']} | {params} | {macs} | {r['val_accuracy']:.4f} ± "
+                     f"{r['val_accuracy_std']:.4f} | {r['test_accuracy']:.4f} ± "
+                     f"{r['test_accuracy_std']:.4f} | {r['seconds']:.0f} s |")
+    lines += ["", f"Best: {report['best_label']}, test accuracy "
+                  f"{report['best_test_accuracy']:.4f} ± {report['best_test_accuracy_std']:.4f} "
+                  f"over its {seeds} seeds (models trained in the search, chosen on "
+                  "validation). Search time "
+                  f"{report['search_seconds'] / 60:.1f} min.", "", f"> {report['verdict']}"]
+    if report["unsettled"]:
+        lines += [">", f"> warning: still improving in the last epoch (validation accuracy up "
+                       f"by more than {UNSETTLED}): {'; '.join(report['unsettled'])}: raise "
+                       "--epochs"]
+    return "\n".join(lines)

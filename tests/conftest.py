@@ -84,20 +84,16 @@ def trainable_count(model):
 
 
 def load_tool(name):
-    """``tools/NAME.py`` as a module, to call its ``main(argv)`` in this process."""
-    import importlib.util
-    from pathlib import Path
+    """The command ``keras-classics NAME`` (``python tools/NAME.py``) as its module,
+    ``keras_classics.cli.NAME``, to call its ``main(argv)`` in this process."""
+    import importlib
 
-    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"keras_classics.cli.{name}")
 
 
 def call_tool(name, *args):
-    """``python tools/NAME.py ARGS``, run in this process (the tools are thin CLIs over
-    ``main(argv)``): an object with ``returncode``, ``stdout`` and ``stderr``."""
+    """``python tools/NAME.py ARGS``, run in this process (the tools are thin shims over
+    ``keras_classics.cli.NAME.main(argv)``): an object with ``returncode``, ``stdout`` and ``stderr``."""
     import contextlib
     import io
     import types

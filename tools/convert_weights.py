@@ -1,53 +1,13 @@
-"""Convert a torchvision/timm checkpoint you downloaded yourself into a Keras weights file.
-
-    python tools/convert_weights.py resnet50_v1_5 resnet50-0676ba61.pth resnet50.weights.h5
-    python tools/convert_weights.py se_resnet50 model.safetensors se_resnet50.weights.h5
-    python tools/convert_weights.py googlenet_bn googlenet.pth out.weights.h5 --layout googlenet
-
-then ``keras_classics.get_model("resnet50_v1_5", weights="resnet50.weights.h5")``. ``.pth`` needs
-PyTorch (``pip install 'keras_classics[torch]'``); ``.safetensors`` and ``.npz`` do not. Every
-tensor of the checkpoint must find its place and every weight of the model must be set.
-"""
-import argparse
+"""`python tools/convert_weights.py ...` in a checkout: the same as the installed `keras-classics convert-weights ...`
+(the code is keras_classics/cli/convert_weights.py). `python tools/convert_weights.py --help` lists the options."""
 import os
 import sys
 
+# before TensorFlow loads (keras_classics imports it): why oneDNN, keras_classics.cli.ONEDNN
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # why: keras_classics.cli.ONEDNN
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-import keras_classics as kc  # noqa: E402
-from keras_classics import convert, weights  # noqa: E402
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model", help="registry name, e.g. resnet50_v1_5")
-    parser.add_argument("checkpoint", help=".pth/.pt/.bin, .safetensors or .npz")
-    parser.add_argument("output", help="where to write the .weights.h5 file")
-    parser.add_argument("--layout", choices=sorted(convert.HEADS),
-                        help="checkpoint layout (default: the model's ImageNet source's)")
-    args = parser.parse_args(argv)
-    try:
-        info = kc.model_info(args.model)
-        layout = args.layout or getattr(weights.SOURCES.get(info.name), "layout", None)
-        if layout is None:
-            parser.error(f"{info.name} has no PyTorch checkpoint layout on record; pass "
-                         f"--layout ({', '.join(sorted(convert.HEADS))})")
-        if not args.output.endswith(".weights.h5"):
-            parser.error(f"output must end in .weights.h5, got {args.output!r}")
-        if not os.path.isfile(args.checkpoint):
-            parser.error(f"no such checkpoint: {args.checkpoint}")
-        model = info.build()
-        convert.convert_checkpoint(model, args.checkpoint, layout)
-    except ValueError as err:
-        parser.error(str(err))
-    tmp = args.output[: -len(".weights.h5")] + ".part.weights.h5"
-    model.save_weights(tmp)
-    os.replace(tmp, args.output)
-    print(f"wrote {args.output}: {len(model.weights)} tensors, {model.count_params():,} values "
-          f"for {info.name} (preprocessing: {info.preprocessing})")
-    return 0
-
+from keras_classics.cli.convert_weights import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,62 +1,13 @@
-"""The model zoo at a glance: every registered model built at its standard configuration.
-
-    python tools/zoo.py                  # one row per model: input sizes, parameters, layers
-    python tools/zoo.py --family resnet  # one family
-    python tools/zoo.py vgg16 resnet50   # chosen models
-    python tools/zoo.py vgg16 --summary  # Keras' layer-by-layer summary
-"""
-import argparse
-import csv
+"""`python tools/zoo.py ...` in a checkout: the same as the installed `keras-classics zoo ...`
+(the code is keras_classics/cli/zoo.py). `python tools/zoo.py --help` lists the options."""
 import os
 import sys
 
+# before TensorFlow loads (keras_classics imports it): why oneDNN, keras_classics.cli.ONEDNN
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # why: keras_classics.cli.ONEDNN
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-import keras_classics as kc  # noqa: E402
-
-COLUMNS = ["name", "family", "dataset", "input", "min_input", "trainable", "total", "layers"]
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("models", nargs="*", help="registry names (default: all)")
-    parser.add_argument("--family", help="only this family (alexnet, vgg, googlenet, resnet, "
-                                         "densenet)")
-    parser.add_argument("--summary", action="store_true", help="print model.summary()")
-    parser.add_argument("--csv", help="also write the table to this CSV file")
-    args = parser.parse_args(argv)
-    try:
-        names = args.models or kc.list_models(args.family)
-        infos = [kc.model_info(n) for n in names]
-    except ValueError as err:
-        parser.error(str(err))
-    if args.summary:
-        for info in infos:
-            info.build().summary()
-        return 0
-    widths = [20, 9, 8, 5, 9, 13, 13, 6]
-    print("  ".join(c.rjust(w) if i > 2 else c.ljust(w)
-                    for i, (c, w) in enumerate(zip(COLUMNS, widths))))
-    rows = []
-    for i, info in enumerate(infos, start=1):
-        row = kc.describe(info.name)
-        rows.append(row)
-        cells = [row["name"], row["family"], row["dataset"], row["input"], row["min_input"],
-                 f"{row['trainable']:,}", f"{row['total']:,}", row["layers"]]
-        print("  ".join(str(c).rjust(w) if j > 2 else str(c).ljust(w)
-                        for j, (c, w) in enumerate(zip(cells, widths))),
-              f"  [{i}/{len(infos)}]", flush=True)
-    print("\ntrainable: parameters an optimizer updates (the papers' and torchvision's count); "
-          "total adds BatchNormalization moving statistics (keras count_params()).")
-    if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS + ["paper"], extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {args.csv}")
-    return 0
-
+from keras_classics.cli.zoo import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

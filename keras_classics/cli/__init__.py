@@ -6,7 +6,7 @@ import sys
 
 import tensorflow as tf
 
-from .training.precision import PRECISIONS
+from ..training.precision import PRECISIONS
 
 # Every tool (and bench/, tests/conftest.py) sets TF_ENABLE_ONEDNN_OPTS=1 before importing
 # TensorFlow, unless it is set already. TensorFlow turns oneDNN's kernels on by itself only on

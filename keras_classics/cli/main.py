@@ -1,0 +1,52 @@
+"""``keras-classics COMMAND ...``: the package's commands behind one entry point.
+
+Each command's code is ``keras_classics.cli.<command>.main(argv, prog)``; ``python
+tools/<command>.py`` in a checkout runs the same function.
+"""
+import importlib
+import sys
+
+# command -> (module, one line for the overview)
+COMMANDS = {
+    "zoo": ("zoo", "every registered model with its input sizes, parameters and layers"),
+    "analyze": ("analyze", "per-layer parameters, memory and multiply-adds of a model"),
+    "train": ("train", "train a zoo model on one device, several GPUs or several machines"),
+    "tune": ("tune", "keras-tuner studies (zfnet, wide_resnet, resnet, vgg, ...)"),
+    "finetune": ("finetune", "transfer learning: a backbone, a dataset, a regime"),
+    "export": ("export", "a SavedModel for TF Serving (or a TFLite file)"),
+    "convert-weights": ("convert_weights", "a torchvision/timm checkpoint -> .weights.h5"),
+    "visualize": ("visualize", "Zeiler & Fergus' views and Grad-CAM of a model"),
+}
+
+
+def usage():
+    width = max(map(len, COMMANDS))
+    lines = ["usage: keras-classics COMMAND [ARGS ...]", "",
+             "The classic ImageNet CNNs for Keras 3: models, analysis, training, tuning, "
+             "export.", "", "commands:"]
+    lines += [f"  {name:{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "keras-classics COMMAND --help: the command's options; "
+                  "keras-classics --version: the version"]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from keras_classics import __version__
+
+        print(f"keras-classics {__version__}")
+        return 0
+    name = argv[0].replace("_", "-")
+    if name not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        print(f"keras-classics: unknown command {argv[0]!r}{hint}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"keras_classics.cli.{COMMANDS[name][0]}")
+    return module.main(argv[1:], prog=f"keras-classics {name}") or 0
