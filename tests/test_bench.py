@@ -16,12 +16,13 @@ import pytest  # noqa: E402
 import where_time_goes  # noqa: E402
 
 
-def quick(script, out, *args):
-    """Run ``bench/SCRIPT --quick --out OUT ARGS``; it must exit 0."""
+def quick(script, out, *args, cwd=None):
+    """Run ``bench/SCRIPT --quick --out OUT ARGS`` (no ``--out`` when OUT is None) in ``cwd``;
+    it must exit 0."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick", "--out",
-                             str(out), *args], capture_output=True, text=True, env=env,
-                            timeout=1200)
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick",
+                             *(["--out", str(out)] if out else []), *args], capture_output=True,
+                            text=True, env=env, timeout=1200, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -129,8 +130,15 @@ def test_profile_zoo_times_shapes_only_and_full_builds():
 
 @pytest.mark.slow
 def test_loop_vs_fit_quick_reports_consistent_figures(tmp_path):
-    quick("loop_vs_fit.py", tmp_path)
+    """Also: a quick run without --out writes to runs/bench-quick, never over the committed
+    bench/results, and its table is headed by command, machine and date."""
+    quick("loop_vs_fit.py", None, cwd=tmp_path)
+    assert not (tmp_path / "bench").exists()
+    tmp_path = tmp_path / "runs" / "bench-quick"
     report = json.loads((tmp_path / "loop_vs_fit.json").read_text())
+    assert report["run"]["command"].endswith("bench/loop_vs_fit.py --quick")
+    assert (tmp_path / "loop_vs_fit.md").read_text().startswith(
+        f"`{report['run']['command']}` on {report['run']['machine']['cpu']}, ")
     rows = {r["loop"]: r for r in report["rows"]}
     assert set(rows) == {"model.fit", "ours, 1 steps per call", "ours, 10 steps per call"}
     assert report["settings"]["images_per_round"] == 10 * 64  # --quick: 10 steps of 64

@@ -368,6 +368,15 @@ def test_a_run_reads_one_pipeline_and_a_finished_run_returns_its_summary(
     first = training.train("wrn_10_1", **kw)
     assert sorted(calls) == [("test", 0, None), ("train", 0, 3), ("val", 0, None)]
     stamp = (tmp_path / "model.keras").stat().st_mtime_ns
+    # the summary's accuracies are the model's over every held-out example (#40: an
+    # evaluation that dropped the last partial batch reported 256 of 360 digits)
+    data = datasets.digits(16)
+    for split, key in (("test", "test_accuracy"), ("val", "final_val_accuracy")):
+        x, y = getattr(data, split)
+        x = np.asarray(data.pipeline(split, len(y), shuffle=False).get_single_element()[0])
+        correct = (np.asarray(first.model(x, training=False)).argmax(1) == y).sum()
+        assert len(y) == 360 - (split == "val") and \
+            first.summary[key] == pytest.approx(correct / len(y), abs=1e-6), (split, correct)
 
     def evaluate(self, dataset):
         raise AssertionError("a finished run was evaluated again")
@@ -659,3 +668,18 @@ def test_a_driver_without_a_visible_gpu_is_reported(tmp_path, monkeypatch, capsy
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # hidden on purpose: no warning
     assert warn_if_gpus_unused(str(driver)) is None
 
+
+
+@pytest.mark.parametrize("preset, base, epochs, after_first", [
+    ("alexnet", 1e-2 * 32 / 128, 1, 1.0),  # plateau: held through the first epoch
+    ("adam", 1e-3 * 32 / 64, 2, 0.5)])     # cosine over two epochs: half way after the first
+def test_learning_rate_scales_with_the_batch_and_is_the_one_used(tmp_path, preset, base,
+                                                                 epochs, after_first):
+    """A preset's rate is for its batch size; another batch scales it linearly (Goyal et al.
+    2017): recorded in the summary, and the rate the optimizer ran with (history.csv)."""
+    result = training.train("wrn_10_1", preset=preset, epochs=epochs, batch_size=32,
+                            image_size=16, augment=(), output=str(tmp_path), verbose=0)
+    assert result.summary["learning_rate"] == pytest.approx(base, rel=1e-12)
+    with open(tmp_path / "history.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["lr"]) == pytest.approx(base * after_first, rel=1e-5)
