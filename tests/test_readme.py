@@ -22,7 +22,14 @@ import keras
 import numpy as np
 import pytest
 
-from keras_classics.training.precision import fast_precision
+
+
+def cpu_precision(cpuinfo="/proc/cpuinfo"):
+    """What ``--precision auto`` must choose on this CPU (no GPU in the tests), read from the
+    CPU's flags rather than from the code under test: mixed bfloat16 with AVX512-BF16 or AMX,
+    else float32."""
+    flags = set(open(cpuinfo).read().split())
+    return "mixed_bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -353,7 +360,7 @@ def test_main_job_command(copy):
         assert float(r["test_accuracy"]) == pytest.approx(np.mean(test))
         assert runs[0]["weights_checksum"] != runs[1]["weights_checksum"]  # two seeds trained
         assert (runs[0]["epochs"], runs[0]["image_size"]) == (5, 112)
-        assert {s["precision"] for s in runs} == {fast_precision()}  # bfloat16 where it runs
+        assert {s["precision"] for s in runs} == {cpu_precision()}  # bfloat16 where it runs
         assert f"{float(r['val_accuracy']):.4f} ± {float(r['val_accuracy_std']):.4f}" in out
     # the docs' reading: both 7x7/2 nets ahead of both 11x11/4 nets on average
     assert min(a for c, a in acc.items() if "7x7/2" in c) > \
@@ -381,6 +388,11 @@ def test_main_job_command(copy):
         assert (project / name).stat().st_size > 0
     assert (project / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert (copy / "serving" / "zfnet" / "1" / "saved_model.pb").exists()
+    # what the best model computes in (#40): the precision --precision auto must pick here
+    best = keras.saving.load_model(project / "best" / "model.keras")
+    convs = [l for l in best.layers if isinstance(l, keras.layers.Conv2D)]
+    assert {l.compute_dtype for l in convs} == {"bfloat16" if cpu_precision() ==
+                                                "mixed_bfloat16" else "float32"}
     # the visualization section's command on the best model: "writes the six PNG files"
     for name in ("filters", "feature_maps", "top_activations", "projections", "occlusion",
                  "grad_cam"):

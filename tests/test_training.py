@@ -408,6 +408,14 @@ def test_googlenet_with_aux_heads_mixed_precision_and_xla(tmp_path):
     assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
     assert len(model.outputs) == 3
     assert [t.dtype for t in model.outputs] == ["float32"] * 3  # main and auxiliary heads
+    # what the layers compute in, not what the summary says (#40): bfloat16 convolutions on
+    # float32 variables, the classifiers in float32
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert convs and {l.compute_dtype for l in convs} == {"bfloat16"}
+    assert {v.dtype for l in convs for v in l.weights} == {"float32"}
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 79, 79, 3)).astype("float32")
+    tap = keras.Model(model.input, convs[0].output)
+    assert tap(x).dtype == "bfloat16"
 
 
 LOSS_SCALE_SCRIPT = """
