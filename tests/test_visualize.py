@@ -315,7 +315,8 @@ def test_a_mixed_precision_model_is_looked_at_in_float32(tmp_path):
         ref = np.asarray(mixed(x), "float32")
         got = np.asarray(model(x))
         assert got.dtype == np.float32 and np.ptp(ref) > 1.0  # softmax(ref) is not uniform
-        assert_close(got, ref, rtol=0.05, atol=0.03 * np.ptp(ref))  # bf16: ~1% here
+        # bf16 rounding moved the largest logit by ~1% of it here
+        assert_close(got, ref, rtol=0, atol=0.025 * np.abs(ref).max())
         assert np.argmax(got) == np.argmax(ref)
     proj = V.project(model, image, mode, 0, "conv2", "deconvnet")
     assert proj.dtype == np.float32 and np.isfinite(proj).all() and np.abs(proj).max() > 0
