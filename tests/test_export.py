@@ -521,3 +521,21 @@ def test_export_cli_bad_input_is_one_line_and_writes_nothing(case, message, smal
     assert ": error: " in err[-1] and message.format(tmp=tmp_path) in err[-1], err
     assert "Traceback" not in "\n".join(err)
     assert sorted(os.listdir(tmp_path)) == before  # nothing written
+
+
+def test_a_non_square_model_is_served_at_its_height_and_width(tmp_path):
+    """A 16x24 (height x width) model: ``serving_default`` decodes each photo and resizes it
+    to (16, 24), as the test does it here (#40: every export test was square, so a resize to
+    (width, height) went unnoticed)."""
+    keras.utils.set_random_seed(5)
+    model = randomize_bn(kc.get_model("resnet20_cifar", input_shape=(16, 24, 3), classes=10,
+                                      classifier_activation=None))
+    path = export.export_saved_model(model, str(tmp_path), top_k=3)
+    images = sample_images()
+    out = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(images))
+    decoded = [tf.cast(tf.io.decode_image(b, channels=3), tf.float32) for b in images]
+    x = np.stack([tf.image.resize(d, (16, 24)).numpy() for d in decoded])
+    expected = np.asarray(model(keras.applications.imagenet_utils.preprocess_input(
+        x, mode="torch"), training=False))
+    assert np.abs(expected[0] - expected[1]).max() > 0.1  # the two photos are told apart
+    assert_close(out["scores"], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
