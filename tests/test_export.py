@@ -218,7 +218,22 @@ def test_export_cli_saved_model_and_tflite(tmp_path):
     assert bad.returncode == 2 and "exists" in bad.stderr
     res = call_tool("export", model_file, "--out", tmp_path / "serve", "--dtype", "bfloat16")
     assert res.returncode == 0 and "dtype bfloat16" in res.stdout, res.stderr
-    assert os.path.isfile(tmp_path / "serve" / "2" / "saved_model.pb")
+    # what the flags did, read from the exports (#40: not from what the tool printed)
+    dtypes = {p: {v.dtype for v in tf.saved_model.load(str(tmp_path / "serve" / p)).variables}
+              for p in ("1", "2")}
+    assert dtypes["1"] == {tf.float32} and tf.bfloat16 in dtypes["2"], dtypes
+    (tmp_path / "labels.txt").write_text("".join(f"digit {i}\n" for i in range(10)))
+    res = call_tool("export", model_file, "--out", tmp_path / "serve", "--top-k", "2",
+                    "--labels", tmp_path / "labels.txt", "--max-pixels", "100")
+    assert res.returncode == 0, res.stderr
+    served = tf.saved_model.load(str(tmp_path / "serve" / "3")).signatures["serving_default"]
+    small = tf.io.encode_png(np.full((10, 10, 3), 128, np.uint8))  # 100 pixels: allowed
+    out = served(images=tf.constant([small.numpy()]))
+    assert out["classes"].shape == (1, 2) and out["labels"].shape == (1, 2)
+    assert [b.decode() for b in out["labels"].numpy()[0]] == \
+        [f"digit {i}" for i in out["classes"].numpy()[0]]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image too large"):
+        served(images=tf.constant([tf.io.encode_png(np.zeros((10, 11, 3), np.uint8)).numpy()]))
     bad = call_tool("export", model_file, "--out", tmp_path / "lite", "--format", "tflite",
                     "--dtype", "bfloat16")
     assert bad.returncode == 2 and "TFLite exports are float32" in bad.stderr
