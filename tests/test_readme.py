@@ -241,6 +241,18 @@ def test_training_export_and_finetune_commands(readme_training):
     # "-> serving/digits/1/", then the second export of the same folder is version 2
     assert (copy / "serving" / "digits" / "1" / "saved_model.pb").exists()
     assert (copy / "serving" / "digits" / "2" / "saved_model.pb").exists()
+    # "--max-pixels 4000000": version 2 refuses an image over it, version 1 (50M) serves it
+    import tensorflow as tf
+
+    big = tf.constant([tf.io.encode_png(np.zeros((2000, 2001, 3), np.uint8)).numpy()])
+    for version, allowed in (("1", True), ("2", False)):
+        served = tf.saved_model.load(str(copy / "serving" / "digits" / version)).signatures[
+            "serving_default"]
+        if allowed:
+            assert served(images=big)["classes"].shape == (1, 5)
+        else:
+            with pytest.raises(tf.errors.InvalidArgumentError, match="at most 4000000 pixels"):
+                served(images=big)
     assert list((copy / "lite").glob("*.tflite"))
     ft = summary(copy / "runs" / "finetune" / "summary.json")
     assert ft["regime"] == "medium" and [p["phase"] for p in ft["phases"]] == ["head", "medium"]

@@ -15,7 +15,7 @@ from keras.src.legacy.saving import legacy_h5_format
 import keras_classics as kc
 from keras_classics import weights
 import keras2_fixtures
-from conftest import KERAS_APPS as KERAS, random_images, serve_keras_source
+from conftest import KERAS_APPS as KERAS, assert_close, random_images, serve_keras_source
 
 
 def save_legacy_h5(model, path):
@@ -351,11 +351,22 @@ def test_truncated_file_is_a_clear_error(tmp_path):
 
 
 def test_keras_model_file_as_weights(tmp_path):
+    """Every weight lands where it belongs, batch-norm statistics included: they are random
+    here (#40: a fresh model's BN is ones and zeros, so a gamma/variance mix-up passed)."""
     source = kc.ResNet18(input_shape=(32, 32, 3), classes=7)
+    rng = np.random.default_rng(0)
+    for layer in source.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
+                               rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2, var.shape)])
     source.save(tmp_path / "r18.keras")
     model = kc.ResNet18(input_shape=(32, 32, 3), classes=7, weights=str(tmp_path / "r18.keras"))
+    for ours, theirs in zip(model.weights, source.weights):
+        assert ours.path == theirs.path
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs), err_msg=ours.path)
     x = random_images((32, 32, 3))
-    np.testing.assert_allclose(model(x), source(x), rtol=1e-6, atol=1e-6)
+    assert_close(model(x, training=False), source(x, training=False), rtol=1e-6, atol=1e-7)
 
 
 def test_failed_weights_h5_load_restores_the_model(tmp_path):
