@@ -562,3 +562,18 @@ def test_a_non_square_model_is_served_at_its_height_and_width(tmp_path):
         x, mode="torch"), training=False))
     assert np.abs(expected[0] - expected[1]).max() > 0.1  # the two photos are told apart
     assert_close(out["scores"], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_a_shared_layer_with_a_bn_to_fold_is_refused():
+    """A convolution called twice, each call followed by its own BN: folding either BN into
+    the one kernel would change the other call, so fuse_batchnorm refuses (and leaves the
+    model as it was)."""
+    conv = keras.layers.Conv2D(4, 3, padding="same")
+    inputs = [keras.Input((8, 8, 3)), keras.Input((8, 8, 3))]
+    outs = [keras.layers.BatchNormalization(name=f"bn{i}")(conv(x)) for i, x in enumerate(inputs)]
+    model = randomize_bn(keras.Model(inputs, keras.layers.Add()(outs)))
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match="called more than once \\(a shared layer\\)"):
+        fuse_batchnorm(model)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
