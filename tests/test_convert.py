@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -224,3 +225,27 @@ def test_convert_weights_cli(tmp_path):
     compare(model, module, (224, 224, 3))
     bad = call_tool("convert_weights", "resnet18", ckpt, tmp_path / "r18.h5")  # in-process
     assert bad.returncode == 2 and "must end in .weights.h5" in bad.stderr
+
+
+def test_googlenet_aux_heads_convert_to_their_own_heads():
+    """torchvision's two auxiliary heads land on ours, aux1 on 4a's and aux2 on 4d's (#40:
+    their tensors have the same shapes, so a swap converted without error). torchvision pools
+    4a/4d adaptively to 4x4 where the paper (and we) pool 5x5/3 — different windows — so each
+    of torchvision's heads is run from our pool's output, through its conv, fc1 and fc2."""
+    module = tm.randomize(TV.googlenet(weights=None, aux_logits=True, init_weights=False))
+    state = {k: v.numpy() for k, v in module.state_dict().items()}
+    model = kc.get_model("googlenet_bn", aux_logits=True, classifier_activation=None)
+    convert.convert_state_dict(model, state, "googlenet")
+    x = np.random.default_rng(2).normal(size=(2, 224, 224, 3)).astype("float32")
+    outputs = [np.asarray(o) for o in model(x, training=False)]
+    theirs = {}
+    for i, (name, head) in enumerate((("aux1", module.aux1), ("aux2", module.aux2)), 1):
+        pooled = np.asarray(keras.Model(model.input, model.get_layer(f"{name}_pool").output)(x))
+        with torch.no_grad():
+            h = head.conv(torch.from_numpy(pooled.transpose(0, 3, 1, 2).copy()))
+            h = torch.relu(head.fc1(torch.flatten(h, 1)))
+            theirs[name] = head.fc2(h).numpy()
+        assert np.isfinite(outputs[i]).all() and np.isfinite(theirs[name]).all()
+        np.testing.assert_allclose(outputs[i], theirs[name], rtol=1e-4,
+                                   atol=1e-4 * np.abs(theirs[name]).max())
+    assert np.abs(theirs["aux1"] - theirs["aux2"]).max() > 0.1 * np.abs(theirs["aux1"]).max()
