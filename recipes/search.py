@@ -6,6 +6,7 @@ Distributed search is keras-tuner's own: with ``KERASTUNER_TUNER_ID`` (chief, tu
 ``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT`` set, the chief serves the oracle and
 the workers run trials; rerunning without ``overwrite`` resumes the same search.
 """
+import contextlib
 import csv
 import json
 import os
@@ -49,6 +50,34 @@ class _Reporting:
         else:
             print(f"[trial {trial.trial_id}, {done} run here] {label}: {trial.status.lower()} "
                   f"({(trial.message or '').strip().splitlines()[-1:] or ''})", flush=True)
+
+
+@contextlib.contextmanager
+def atomic_tuner_files():
+    """keras-tuner writes its state (``oracle.json``, each ``trial.json``) in place: a kill
+    during a write leaves an empty file, and the rerun that should resume the search fails to
+    parse it ("Expecting value: line 1 column 1"). While a search runs here, those files are
+    written whole or not at all: to a temporary file, renamed into place (local paths; remote
+    ones, ``gs://...``, as keras-tuner does)."""
+    from keras_tuner.src import utils as kt_utils
+
+    original = kt_utils.save_json
+
+    def save_json(path, obj):
+        if "://" in str(path):
+            return original(path, obj)
+        text = json.dumps(obj)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        return text
+
+    kt_utils.save_json = save_json
+    try:
+        yield
+    finally:
+        kt_utils.save_json = original
 
 
 def make_tuner(kind, hypermodel, directory, project, max_trials, overwrite=False,
@@ -260,14 +289,16 @@ def run(recipe_cls, data, recipe, tuner="random", max_trials=None, epochs=None,
                 "precision": hm.precision, "warmup_epochs": hm.warmup_epochs}
     project = os.path.join(directory, recipe)
     if is_worker():  # the chief's oracle hands out trials; the chief checked the settings
-        make_tuner(tuner, hm, directory, recipe, settings["max_trials"],
-                   epochs=hm.epochs).search(verbose=0)
+        with atomic_tuner_files():
+            make_tuner(tuner, hm, directory, recipe, settings["max_trials"],
+                       epochs=hm.epochs).search(verbose=0)
         return None
     os.makedirs(directory, exist_ok=True)
     held = lock(project, os.path.join(directory, f".{recipe}.lock"), "search", "--directory")
     try:
-        return _search(hm, data, recipe, tuner, settings, directory, project, overwrite,
-                       export_dir, command)
+        with atomic_tuner_files():
+            return _search(hm, data, recipe, tuner, settings, directory, project, overwrite,
+                           export_dir, command)
     finally:
         held.release()
 
@@ -292,8 +323,10 @@ def _search(hm, data, recipe, tuner, settings, directory, project, overwrite, ex
     t = make_tuner(tuner, hm, directory, recipe, settings["max_trials"],
                    overwrite=overwrite, epochs=hm.epochs)
     os.makedirs(project, exist_ok=True)
-    with open(os.path.join(project, "settings.json"), "w") as f:
+    path = os.path.join(project, "settings.json")
+    with open(path + ".tmp", "w") as f:  # whole or not at all: a rerun reads it
         json.dump(settings, f, indent=1)
+    os.replace(path + ".tmp", path)
     if overwrite:  # keras-tuner removed the search; our copy of its best goes with it
         import shutil
 

@@ -295,7 +295,7 @@ def transfer_table():
 
 @pytest.mark.slow
 def test_transfer_experiment_command(copy):
-    out = run_group("transfer", copy)["python tools/finetune.py --experiment"]
+    out = run_group("transfer", copy)["keras-classics finetune --experiment"]
     acc, per_seed = {}, {}
     for m in re.finditer(r"^\s+(.+?)\s+([01]\.\d{3}) ± [01]\.\d{3}\s+(.*)$", out, re.M):
         acc[m.group(1)] = float(m.group(2))
@@ -383,7 +383,8 @@ def test_main_job_command(copy):
     report = json.loads((project / "report.json").read_text())
     # the report is what docs/tuning.md renders: the leaderboard, and the command as typed
     assert [r["label"] for r in report["trials"]] == [r["label"] for r in rows]
-    assert report["run"]["command"] == "python tools/tune.py zfnet"
+    # (each rerun of the finished search rewrites it: the last was the export's)
+    assert report["run"]["command"] == "keras-classics tune zfnet --export serving/zfnet"
     # the installed command found the finished search: no trial trained again, same board
     again = outs["keras-classics tune zfnet"]
     assert again.count("[trial ") == 0 and \

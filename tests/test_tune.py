@@ -345,3 +345,26 @@ def test_fastest_precision_follows_the_cpu_flags(tmp_path):
         (tmp_path / "cpuinfo").write_text("processor\t: 0\n" + flags.format(extra))
         assert fast_precision(str(tmp_path / "cpuinfo")) == policy
     assert fast_precision(str(tmp_path / "missing")) == "float32"
+
+
+def test_keras_tuner_state_files_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """keras-tuner writes oracle.json and trial.json in place; a kill mid-write left an empty
+    file that the resuming rerun could not parse. During our searches they go to a temporary
+    file renamed into place: a write that dies before the rename leaves the old file."""
+    from keras_tuner.src import utils as kt_utils
+
+    path = tmp_path / "oracle.json"
+    path.write_text('{"ongoing_trials": {}}')
+
+    def killed(*args):
+        raise KeyboardInterrupt("killed before the rename")
+
+    with search.atomic_tuner_files():
+        kt_utils.save_json(str(tmp_path / "trial.json"), {"trial_id": "0"})
+        assert json.loads((tmp_path / "trial.json").read_text()) == {"trial_id": "0"}
+        monkeypatch.setattr(os, "replace", killed)
+        with pytest.raises(KeyboardInterrupt):
+            kt_utils.save_json(str(path), {"ongoing_trials": {"1": "tuner0"}})
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"ongoing_trials": {}}
+    assert kt_utils.save_json.__module__ == "keras_tuner.src.utils"  # restored afterwards

@@ -214,12 +214,13 @@ def test_occlusion_concentrates_on_the_strokes_and_grad_cam_has_heat(digits_mode
         probs, p0 = V.occlusion(model, image, mode, int(label), progress=False)  # 8 px, stride 2
         assert probs.shape == (16, 16) and np.isfinite(probs).all() and 0 < p0 <= 1
         drop = tf.image.resize((p0 - probs)[..., None], (32, 32), "nearest").numpy()[..., 0]
-        occ_shares.append(stroke_share(drop, image))
+        if drop.max() > 0:  # else no square lowers p(label) (a saturated p0): no share
+            occ_shares.append(stroke_share(drop, image))
     layer = "conv2_block2_out"
     right, right_empty = grad_cam_share(model, mode, images, labels, layer)
     print("occlusion", np.mean(occ_shares), "grad-cam", right,
           "true-class maps without heat", right_empty, "of", len(images))
-    assert np.isfinite(occ_shares).all() and np.isfinite(right)
+    assert len(occ_shares) >= 15 and np.isfinite(occ_shares).all() and np.isfinite(right)
     # the true class has evidence somewhere in most images (empty maps seen on an AMD EPYC,
     # none on an Intel Xeon)
     assert right_empty <= 0.25 * len(images)
