@@ -68,3 +68,16 @@ def warn_if_gpus_unused(driver="/proc/driver/nvidia/version"):
                "and run with TF_CPP_MIN_LOG_LEVEL=0 to see which CUDA library failed to load")
     print(message, file=sys.stderr)
     return message
+
+
+def print_rendered(parser, path, markdown):
+    """``--render PATH``: print ``markdown(results)`` of a results JSON file the command
+    wrote; an unreadable or foreign file is a usage error (exit 2)."""
+    import json
+
+    try:
+        with open(path) as f:
+            print(markdown(json.load(f)))
+    except (OSError, ValueError, KeyError) as err:
+        parser.error(f"cannot render {path}: {err!r}")
+    return 0

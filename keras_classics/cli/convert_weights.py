@@ -10,7 +10,6 @@ tensor of the checkpoint must find its place and every weight of the model must 
 """
 import argparse
 import os
-import sys
 
 import keras_classics as kc
 from keras_classics import convert, weights

@@ -11,10 +11,9 @@ keras-classics train's, one folder per phase, plus summary.json; --export writes
 import argparse
 import json
 import os
-import sys
 
 from keras_classics import datasets, training, transfer
-from keras_classics.cli import (add_precision_arguments, positive_float,
+from keras_classics.cli import (add_precision_arguments, print_rendered, positive_float,
                                 positive_int, warn_if_gpus_unused)
 
 
@@ -51,12 +50,7 @@ def main(argv=None, prog=None):
                         "Markdown table (command, machine, date)")
     args = p.parse_args(argv)
     if args.render:
-        try:
-            with open(args.render) as f:
-                print(transfer.markdown(json.load(f)))
-        except (OSError, ValueError, KeyError) as err:
-            p.error(f"cannot render {args.render}: {err!r}")
-        return 0
+        return print_rendered(p, args.render, transfer.markdown)
     warn_if_gpus_unused()
     try:
         if args.experiment:

@@ -12,7 +12,6 @@ written), 3 the loss diverged (NaN), 130 interrupted (progress saved).
 """
 import argparse
 import json
-import os
 import sys
 
 from keras_classics import training

@@ -14,12 +14,10 @@ directory is refused. Distributed search: the same command on a chief and on wor
 KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT set (docs/tuning.md).
 """
 import argparse
-import json
-import os
 import sys
 
 from keras_classics import analysis, datasets, recipes, training
-from keras_classics.cli import (add_precision_arguments, positive_int,
+from keras_classics.cli import (add_precision_arguments, print_rendered, positive_int,
                                 warn_if_gpus_unused)
 from keras_classics.recipes import search
 
@@ -56,12 +54,7 @@ def main(argv=None, prog=None):
                         "Markdown table (command, machine, date, leaderboard, verdict)")
     args = p.parse_args(argv)
     if args.render:
-        try:
-            with open(args.render) as f:
-                print(search.markdown(json.load(f)))
-        except (OSError, ValueError, KeyError) as err:
-            p.error(f"cannot render {args.render}: {err!r}")
-        return 0
+        return print_rendered(p, args.render, search.markdown)
     if not args.recipe:
         p.error(f"give a recipe ({', '.join(recipes.RECIPES)}) or --render REPORT_JSON")
     warn_if_gpus_unused()

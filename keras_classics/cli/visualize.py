@@ -10,7 +10,6 @@ keras_classics/visualize.py.
 """
 import argparse
 import os
-import sys
 
 import keras
 

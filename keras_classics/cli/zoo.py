@@ -7,8 +7,6 @@
 """
 import argparse
 import csv
-import os
-import sys
 
 import keras_classics as kc
 
