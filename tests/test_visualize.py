@@ -225,6 +225,17 @@ def test_occlusion_concentrates_on_the_strokes_and_grad_cam_has_heat(digits_mode
     # none on an Intel Xeon)
     assert right_empty <= 0.25 * len(images)
     assert np.mean(occ_shares) > 1.5
+    # the map is the label's (#40: nothing here checked that): the true class's and a wrong
+    # class's maps differ (correlation below 0.9) on most images where both have heat
+    corr = []
+    for image, label in zip(images[:20], labels[:20]):
+        maps = [V.grad_cam(model, image, mode, int(c), layer)[1] for c in (label,
+                                                                           (label + 1) % 10)]
+        if all(m.max() > 0 for m in maps):
+            corr.append(np.corrcoef(maps[0].ravel(), maps[1].ravel())[0, 1])
+    print("grad-cam true/wrong correlations", np.round(corr, 2))
+    assert len(corr) >= 10 and np.isfinite(corr).all()
+    assert np.mean(np.array(corr) < 0.9) >= 0.6, corr
     # Not asserted: how much of Grad-CAM's heat lies on the strokes. At this 8x8 map it is a
     # property of the trained model that did not hold still: true class 1.25, 1.20, 1.16 and
     # 1.03 times the strokes' share, a wrong class 0.97 to 1.30, on models trained on an Intel
