@@ -28,6 +28,7 @@ from . import datasets, provenance
 from . import training
 from .models._common import classifier
 from .registry import model_info, resolve
+from .training.outputs import atomic_write
 from .training.precision import with_policy
 from .weights import _attach, preprocessing_of, weights_info
 
@@ -230,10 +231,7 @@ def digits_experiment(per_class=10, pretrain_epochs=8, epochs=20, model="resnet2
              "per_seed": [float(a) for a in accs]} for setting, accs in results.items()]
     result = {"per_class": per_class, "seeds": seeds, "model": model, "image_size": image_size,
               "rows": rows, "run": provenance.run_record(command)}
-    path = os.path.join(output, "results.json")
-    with open(path + ".tmp", "w") as f:  # whole or not at all
-        json.dump(result, f, indent=1)
-    os.replace(path + ".tmp", path)
+    atomic_write(os.path.join(output, "results.json"), json.dumps(result, indent=1))
     return result
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from keras_classics import provenance
 from keras_classics.training.checkpoints import differences, lock
+from keras_classics.training.outputs import atomic_write
 
 TUNERS = {"random": kt.RandomSearch, "hyperband": kt.Hyperband,
           "bayesian": kt.BayesianOptimization, "grid": kt.GridSearch}
@@ -323,10 +324,8 @@ def _search(hm, data, recipe, tuner, settings, directory, project, overwrite, ex
     t = make_tuner(tuner, hm, directory, recipe, settings["max_trials"],
                    overwrite=overwrite, epochs=hm.epochs)
     os.makedirs(project, exist_ok=True)
-    path = os.path.join(project, "settings.json")
-    with open(path + ".tmp", "w") as f:  # whole or not at all: a rerun reads it
-        json.dump(settings, f, indent=1)
-    os.replace(path + ".tmp", path)
+    # whole or not at all: a rerun reads it
+    atomic_write(os.path.join(project, "settings.json"), json.dumps(settings, indent=1))
     if overwrite:  # keras-tuner removed the search; our copy of its best goes with it
         import shutil
 
@@ -360,10 +359,8 @@ def _search(hm, data, recipe, tuner, settings, directory, project, overwrite, ex
         if model is None:
             model = keras.saving.load_model(os.path.join(project, "best", "model.keras"))
         report["export"] = export_saved_model(model, export_dir, labels=data.class_names)
-    path = os.path.join(project, "report.json")
-    with open(path + ".tmp", "w") as f:  # whole or not at all
-        json.dump(report, f, indent=1, default=str)
-    os.replace(path + ".tmp", path)
+    atomic_write(os.path.join(project, "report.json"),
+                 json.dumps(report, indent=1, default=str))
     return report
 
 
