@@ -177,7 +177,8 @@ def subset(data, classes, per_class=None, seed=0, relabel=True):
                                val=pick(data.val, None), test=pick(data.test, None),
                                num_train=len(train.labels if isinstance(train, Files)
                                              else train[1]),
-                               class_names=[str(c) for c in classes])
+                               class_names=[data.class_names[c] if data.class_names else
+                                            str(c) for c in classes])
 
 
 IMAGENET_MANUAL = ("imagenet2012 cannot be downloaded automatically: download "

@@ -185,7 +185,7 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
     return {"regime": chosen, "per_class": per_class, "phases": results,
             "test_accuracy": results[-1]["test_accuracy"], "model_object": model,
             "output": output, "preprocessing": preprocessing,
-            "pretrained": record.name if record else None}
+            "pretrained": record.name if record else None, "class_names": data.class_names}
 
 
 def digits_experiment(per_class=10, pretrain_epochs=8, epochs=20, model="resnet20_cifar",

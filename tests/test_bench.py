@@ -121,7 +121,7 @@ def test_profile_zoo_times_shapes_only_and_full_builds():
     assert m, result.stdout
     shapes, full, ratio, walk, total = map(float, m.groups())
     assert all(math.isfinite(v) and v > 0 for v in (shapes, full, ratio, total))
-    assert math.isfinite(walk) and walk >= 0  # two small graphs: "0.0" at 0.1 s resolution
+    # walk: two small graphs, "0.0" at 0.1 s resolution; checked through the total below
     # the ratio of the unrounded times, within what the two printed to 0.1 s allow
     assert (full - 0.05) / (shapes + 0.05) - 0.01 <= ratio <= (full + 0.05) / max(
         shapes - 0.05, 1e-9) + 0.01

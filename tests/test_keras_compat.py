@@ -7,7 +7,8 @@ import pytest
 
 import keras_classics as kc
 from keras_classics.models._zoo import shapes_only
-from conftest import KERAS_APPS as KERAS, random_images, standard_model, standard_models
+from conftest import (KERAS_APPS as KERAS, assert_close, random_images, standard_model,
+                      standard_models)
 
 
 def weight_layout(model):
@@ -32,7 +33,7 @@ def test_keras_weights_file_loads_by_path(name, tmp_path):
     theirs.save_weights(path)
     ours = kc.get_model(name, weights=str(path), include_top=False, input_shape=shape)
     x = random_images(shape)
-    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+    assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
 
 
 def test_vgg16_full_top_outputs_match():
@@ -40,4 +41,4 @@ def test_vgg16_full_top_outputs_match():
     ours = kc.VGG16()
     ours.set_weights(theirs.get_weights())
     x = random_images((224, 224, 3), batch=1)
-    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-6)
+    assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-6)

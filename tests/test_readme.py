@@ -234,16 +234,22 @@ def test_training_export_and_finetune_commands(readme_training):
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     for split in ("train", "validation"):
         assert any(f.startswith("events.out.tfevents") for f in os.listdir(run / "logs" / split))
+    import tensorflow as tf
+
     from keras_classics import datasets
     model = keras.saving.load_model(run / "model.keras")
     x, y = next(iter(datasets.digits(32).pipeline("test", 64)))
     assert (np.asarray(model(x)).argmax(1) == y.numpy()).mean() > 0.9
-    # "-> serving/digits/1/", then the second export of the same folder is version 2
-    assert (copy / "serving" / "digits" / "1" / "saved_model.pb").exists()
-    assert (copy / "serving" / "digits" / "2" / "saved_model.pb").exists()
+    # "-> serving/digits/1/" serves the trained model: held-out digits, sent as PNG bytes
+    data = datasets.digits(32)
+    pngs = [tf.io.encode_png(np.repeat(np.round(i), 3, -1).astype(np.uint8)).numpy()
+            for i in data.test[0][:64]]
+    served = tf.saved_model.load(str(copy / "serving" / "digits" / "1")).signatures[
+        "serving_default"](images=tf.constant(pngs))
+    assert (served["classes"][:, 0].numpy() == np.asarray(model(x)).argmax(1)).mean() >= 0.95
+    assert (served["classes"][:, 0].numpy() == data.test[1][:64]).mean() > 0.9
+    # then the second export of the same folder is version 2
     # "--max-pixels 4000000": version 2 refuses an image over it, version 1 (50M) serves it
-    import tensorflow as tf
-
     big = tf.constant([tf.io.encode_png(np.zeros((2000, 2001, 3), np.uint8)).numpy()])
     for version, allowed in (("1", True), ("2", False)):
         served = tf.saved_model.load(str(copy / "serving" / "digits" / version)).signatures[
@@ -253,11 +259,19 @@ def test_training_export_and_finetune_commands(readme_training):
         else:
             with pytest.raises(tf.errors.InvalidArgumentError, match="at most 4000000 pixels"):
                 served(images=big)
-    assert list((copy / "lite").glob("*.tflite"))
+    # lite/model.tflite against the model: test_export.py (the same fixture)
+    assert [p.name for p in (copy / "lite").glob("*.tflite")] == ["model.tflite"]
     ft = summary(copy / "runs" / "finetune" / "summary.json")
     assert ft["regime"] == "medium" and [p["phase"] for p in ft["phases"]] == ["head", "medium"]
     assert ft["test_accuracy"] > 0.6, ft  # three digit classes, chance is 1/3
-    assert (copy / "serving" / "ft" / "1" / "saved_model.pb").exists()
+    # "--export serving/ft" serves the fine-tuned model, with the folders' names as labels
+    folder = copy / "path" / "to" / "class_folders"
+    files = sorted(folder.glob("digit*/*.png"))
+    served = tf.saved_model.load(str(copy / "serving" / "ft" / "1")).signatures[
+        "serving_default"](images=tf.constant([f.read_bytes() for f in files]))
+    labels = [l.decode() for l in served["labels"][:, 0].numpy()]
+    assert set(labels) <= {"digit0", "digit1", "digit2"}
+    assert np.mean([l == f.parent.name for l, f in zip(labels, files)]) > 0.6
 
 
 @pytest.mark.slow
@@ -400,7 +414,16 @@ def test_main_job_command(copy):
     for name in ("results.json", "best/model.keras"):  # what docs/tuning.md says it writes
         assert (project / name).stat().st_size > 0
     assert (project / "results.png").read_bytes()[:4] == b"\x89PNG"
-    assert (copy / "serving" / "zfnet" / "1" / "saved_model.pb").exists()
+    # the export serves the best model: its top class for held-out digits, sent as PNG bytes
+    import tensorflow as tf
+
+    from keras_classics import datasets
+    data = datasets.digits(32)
+    pngs = [tf.io.encode_png(np.repeat(np.round(i), 3, -1).astype(np.uint8)).numpy()
+            for i in data.test[0][:64]]
+    served = tf.saved_model.load(str(copy / "serving" / "zfnet" / "1")).signatures[
+        "serving_default"](images=tf.constant(pngs))
+    assert (served["classes"][:, 0].numpy() == data.test[1][:64]).mean() > 0.9
     # what the best model computes in (#40): the precision --precision auto must pick here
     best = keras.saving.load_model(project / "best" / "model.keras")
     convs = [l for l in best.layers if isinstance(l, keras.layers.Conv2D)]

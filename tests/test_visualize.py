@@ -212,7 +212,12 @@ def test_occlusion_concentrates_on_the_strokes_and_grad_cam_has_heat(digits_mode
     occ_shares = []
     for image, label in zip(images[:20], labels[:20]):
         probs, p0 = V.occlusion(model, image, mode, int(label), progress=False)  # 8 px, stride 2
-        assert probs.shape == (16, 16) and np.isfinite(probs).all() and 0 < p0 <= 1
+        assert probs.shape == (16, 16) and np.isfinite(probs).all()
+        # p0 is the model's probability of the label on the unoccluded image
+        x = keras.applications.imagenet_utils.preprocess_input(
+            image[None].astype("float32"), mode=mode)
+        assert p0 == pytest.approx(float(np.asarray(model(x, training=False))[0, int(label)]),
+                                   rel=1e-5)
         drop = tf.image.resize((p0 - probs)[..., None], (32, 32), "nearest").numpy()[..., 0]
         if drop.max() > 0:  # else no square lowers p(label) (a saturated p0): no share
             occ_shares.append(stroke_share(drop, image))

@@ -26,13 +26,33 @@ def save_legacy_h5(model, path):
     return path
 
 
+def keras_pinned_hashes():
+    """File name -> md5 as keras.applications itself pins them (its ``get_file`` calls; the
+    ResNet family's ``WEIGHTS_HASHES``)."""
+    import inspect
+    import re
+
+    from keras.src.applications import densenet, resnet, vgg16, vgg19
+
+    pinned = {}
+    for module in (vgg16, vgg19, densenet):
+        pinned.update(re.findall(r'"(\w+\.h5)",\s*\w+,\s*cache_subdir="models",\s*'
+                                 r'file_hash="([0-9a-f]{32})"', inspect.getsource(module)))
+    for key, (top, notop) in resnet.WEIGHTS_HASHES.items():
+        pinned[f"{key}_weights_tf_dim_ordering_tf_kernels.h5"] = top
+        pinned[f"{key}_weights_tf_dim_ordering_tf_kernels_notop.h5"] = notop
+    return pinned
+
+
 def test_every_keras_sourced_model_has_a_pinned_keras_file():
     assert {n for n, s in weights.SOURCES.items() if s.source == "keras"} == set(KERAS)
     for name in KERAS:
         src = weights.SOURCES[name]
         assert src.url.endswith(keras2_fixtures.file_name(name, True))
         assert src.notop_url.endswith(keras2_fixtures.file_name(name, False))
-        assert len(src.file_hash) == 32 and len(src.notop_hash) == 32
+        pinned = keras_pinned_hashes()
+        assert src.file_hash == pinned[keras2_fixtures.file_name(name, True)]
+        assert src.notop_hash == pinned[keras2_fixtures.file_name(name, False)]
         assert kc.model_info(name).preprocessing == src.preprocessing
 
 
@@ -75,8 +95,7 @@ def test_published_keras_file_loads_and_gives_keras_outputs(name, include_top, p
                         **kwargs)
     x = random_images(shape, batch=1)
     got, want = np.asarray(ours(x)), np.asarray(theirs(x))
-    assert np.isfinite(got).all()
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    assert_close(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
 def test_imagenet_downloads_the_published_file_with_top(monkeypatch, http_root, keras_home,
@@ -87,12 +106,12 @@ def test_imagenet_downloads_the_published_file_with_top(monkeypatch, http_root, 
     theirs = keras.applications.ResNet50(weights=None, classifier_activation=None)
     theirs.load_weights(path)
     x = random_images((224, 224, 3), batch=1)
-    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-4)
+    assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-4)
     assert (keras_home / path.name).exists()
     assert kc.weights_info(ours).name == "resnet50"
     images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
-    np.testing.assert_allclose(kc.preprocess_input(images, ours),
-                               keras.applications.resnet50.preprocess_input(images.copy()))
+    assert_close(kc.preprocess_input(images, ours),
+                 keras.applications.resnet50.preprocess_input(images.copy()))
 
 
 def test_imagenet_no_top_uses_the_notop_file(monkeypatch, http_root, keras_home, published):
@@ -103,7 +122,7 @@ def test_imagenet_no_top_uses_the_notop_file(monkeypatch, http_root, keras_home,
                                             input_shape=(64, 64, 3))
     theirs.load_weights(path)
     x = random_images((64, 64, 3))
-    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+    assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
 
 
 def cache_files(folder):
@@ -169,20 +188,27 @@ def test_torchvision_checkpoint_converted_once_then_cached_and_checked(monkeypat
 
 
 CONCURRENT = """
-import dataclasses, json, sys
+import dataclasses, sys
+from pathlib import Path
 import numpy as np
 import keras_classics as kc
 from keras_classics import weights
-weights.SOURCES["resnet18"] = dataclasses.replace(weights.SOURCES["resnet18"], url=sys.argv[1],
-                                                  file_hash=sys.argv[2])
-model = kc.get_model("resnet18", weights="imagenet", input_shape=(32, 32, 3))
-print(json.dumps(float(sum(np.abs(w).sum() for w in model.get_weights()))))
+url, file_hash, ready, out = sys.argv[1:]
+weights.SOURCES["resnet18"] = dataclasses.replace(weights.SOURCES["resnet18"], url=url,
+                                                  file_hash=file_hash)
+Path(ready).touch()  # about to ask for the weights
+model = kc.get_model("resnet18", weights="imagenet", input_shape=(32, 32, 3),
+                     classifier_activation=None)
+x = np.random.default_rng(7).normal(size=(2, 32, 32, 3)).astype("float32")
+np.save(out, np.asarray(model(x, training=False)))
 """
 
 
 def test_two_processes_fetch_and_convert_one_file_at_once(monkeypatch, tmp_path, keras_home):
-    """Every worker of a multi-worker job asks for the same weights at once, from a slow
-    server: both processes end with the right weights and the cache holds one good copy."""
+    """Every worker of a multi-worker job asks for the same weights at once: the server holds
+    its first answer until both processes are asking (and 3 s more), so without the lock the
+    second one downloads too. One request reaches the server, both processes end with the
+    torch module's logits and the cache holds one good copy."""
     import torch  # the test extra pins it: missing is a failure, not a skip
     import http.server
     import threading
@@ -195,15 +221,20 @@ def test_two_processes_fetch_and_convert_one_file_at_once(monkeypatch, tmp_path,
     torch.save(module.state_dict(), buf)
     payload = buf.read_bytes()
     sha = hashlib.sha256(payload).hexdigest()
+    ready = [tmp_path / f"ready{i}" for i in range(2)]
+    requests = []
 
     class Slow(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            requests.append(self.path)
+            deadline = time.monotonic() + 300
+            while not all(r.exists() for r in ready) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(3)  # the other process is now at the lock (or, without it, here)
             self.send_response(200)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            for i in range(0, len(payload), len(payload) // 20 + 1):
-                self.wfile.write(payload[i:i + len(payload) // 20 + 1])
-                time.sleep(0.1)
+            self.wfile.write(payload)
 
         def log_message(self, *args):
             pass
@@ -212,23 +243,22 @@ def test_two_processes_fetch_and_convert_one_file_at_once(monkeypatch, tmp_path,
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/resnet18-test.pth"
     try:
-        procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, url, sha[:8]],
+        procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, url, sha[:8], str(ready[i]),
+                                   str(tmp_path / f"out{i}.npy")],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for _ in range(2)]
+                 for i in range(2)]
         outs = [p.communicate(timeout=600) for p in procs]
     finally:
         server.shutdown()
         server.server_close()
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
-    sums = [float(out.strip().splitlines()[-1]) for out, _ in outs]
-    reference = kc.get_model("resnet18", input_shape=(32, 32, 3))
-    from keras_classics import convert
-
-    convert.convert_state_dict(reference, {k: v.numpy() for k, v in
-                                           module.state_dict().items()}, "resnet")
-    want = float(sum(np.abs(w).sum() for w in reference.get_weights()))
-    assert sums[0] == sums[1] and abs(sums[0] - want) <= 1e-6 * want
+    assert requests == ["/resnet18-test.pth"]  # one download for both
+    x = np.random.default_rng(7).normal(size=(2, 32, 32, 3)).astype("float32")
+    theirs = tm.run(module, x)
+    for i in range(2):
+        assert_close(np.load(tmp_path / f"out{i}.npy"), theirs, rtol=1e-4,
+                     atol=1e-4 * np.abs(theirs).max())
     assert hashlib.sha256((keras_home / "resnet18-test.pth").read_bytes()).hexdigest() == sha
     assert cache_files(keras_home) == sorted(
         ["resnet18-test.pth", f"resnet18-{sha[:8]}.weights.h5",
@@ -293,26 +323,82 @@ def test_imagenet_checks_before_building():
         kc.DenseNet121(weights="imagenet", growth_rate=16)
 
 
-def test_get_model_builds_the_pretrained_variant(monkeypatch):
-    calls = []
-    monkeypatch.setattr(weights, "load_imagenet",
-                        lambda model, key, include_top=True: calls.append((key, include_top)))
+def serve_torch_module(monkeypatch, http_root, key, module):
+    """``module``'s state_dict, saved with ``torch.save`` as torchvision publishes it, served
+    on loopback as ``key``'s ImageNet weights."""
+    import torch
+
+    base, root = http_root
+    path = root / f"{key}-test.pth"
+    torch.save(module.state_dict(), path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    monkeypatch.setitem(weights.SOURCES, key, dataclasses.replace(
+        weights.SOURCES[key], url=f"{base}/{path.name}", file_hash=sha[:8]))
+    return module
+
+
+def torch_children(module, count, skip=()):
+    """The first ``count`` children of ``module`` (``skip`` left out), run in a row."""
+    import torch
+
+    return torch.nn.Sequential(*[c for n, c in module.named_children() if n not in skip][:count])
+
+
+def spy_on_load_imagenet(monkeypatch):
+    """The keys ``load_imagenet`` is asked for; the real loader still runs."""
+    calls, real = [], weights.load_imagenet
+
+    def spy(model, key, include_top=True, **kwargs):
+        calls.append((key, include_top))
+        return real(model, key, include_top=include_top, **kwargs)
+
+    monkeypatch.setattr(weights, "load_imagenet", spy)
+    return calls
+
+
+def test_get_model_builds_the_pretrained_variant(monkeypatch, http_root, keras_home):
+    import torch_models as tm
+    from test_convert import compare
+
+    module = serve_torch_module(monkeypatch, http_root, "alexnet_owt",
+                                tm.randomize(tm.torchvision_models().alexnet()))
+    calls = spy_on_load_imagenet(monkeypatch)
     with pytest.warns(UserWarning, match="building 'alexnet_owt'"):
-        model = kc.get_model("alexnet", weights="imagenet")
+        model = kc.get_model("alexnet", weights="imagenet", classifier_activation=None)
     assert model.name == "alexnet_owt" and calls == [("alexnet_owt", True)]
+    compare(model, module, (224, 224, 3))  # torchvision's AlexNet, its weights and all
 
 
-def test_named_builders_pass_their_variant_as_weights_key(monkeypatch):
-    calls = []
-    monkeypatch.setattr(weights, "load_imagenet",
-                        lambda model, key, include_top=True: calls.append(key))
-    small = dict(weights="imagenet", include_top=False, input_shape=(32, 32, 3))
-    kc.VGG16(**small, dropout=0.2)  # dropout has no weights: still vgg16's
+def test_named_builders_pass_their_variant_as_weights_key(monkeypatch, http_root, keras_home,
+                                                          published):
+    import torch_models as tm
+    from test_convert import compare
+
+    tv = tm.torchvision_models()
+    serve_keras_source(monkeypatch, http_root, "vgg16", published("vgg16", False), False)
+    modules = {"vgg16_bn": tv.vgg16_bn(),
+               "googlenet_bn": tv.googlenet(weights=None, aux_logits=True, init_weights=False),
+               "resnet50_v1_5": tv.resnet50()}
+    for key, module in modules.items():
+        serve_torch_module(monkeypatch, http_root, key, tm.randomize(module))
+    calls = spy_on_load_imagenet(monkeypatch)
+    small = dict(weights="imagenet", include_top=False, input_shape=(64, 64, 3))
+    vgg = kc.VGG16(**small, dropout=0.2)  # dropout has no weights: still vgg16's
     bn = kc.VGG16(**small, batch_norm=True)  # torchvision's vgg16_bn, by its name
-    kc.get_model("googlenet_bn", **small)
-    kc.ResNet50V1_5(**small)
-    assert calls == ["vgg16", "vgg16_bn", "googlenet_bn", "resnet50_v1_5"]
+    googlenet = kc.get_model("googlenet_bn", **small)
+    resnet = kc.ResNet50V1_5(**small)
+    assert [key for key, _ in calls] == ["vgg16", "vgg16_bn", "googlenet_bn", "resnet50_v1_5"]
     assert bn.name == "vgg16_bn"
+    theirs = KERAS["vgg16"](weights=None, include_top=False, input_shape=(64, 64, 3))
+    theirs.load_weights(published("vgg16", False))
+    x = random_images((64, 64, 3))
+    assert_close(vgg(x), theirs(x), rtol=1e-5, atol=1e-5 * np.abs(theirs(x)).max())
+    # the features of each torchvision module (its layers up to the classifier)
+    features = {"vgg16_bn": lambda m: m.features,
+                "resnet50_v1_5": lambda m: torch_children(m, 8),
+                "googlenet_bn": lambda m: torch_children(m, 16, skip=("aux1", "aux2"))}
+    for key, model in (("vgg16_bn", bn), ("googlenet_bn", googlenet), ("resnet50_v1_5", resnet)):
+        compare(model, features[key](modules[key]), (64, 64, 3))
 
 
 def test_other_architecture_names_the_first_mismatch_and_leaves_model_untouched(tmp_path,
@@ -380,11 +466,13 @@ def test_failed_weights_h5_load_restores_the_model(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_googlenet_asked_by_its_paper_name_gets_googlenet_bn_preprocessing(monkeypatch):
+def test_googlenet_asked_by_its_paper_name_gets_googlenet_bn_preprocessing(monkeypatch,
+                                                                          http_root, keras_home):
+    import torch_models as tm
     from keras_classics import transfer
 
-    monkeypatch.setattr(weights, "load_imagenet", lambda model, key, include_top=True:
-                        weights._attach(model, weights.SOURCES[key]))
+    serve_torch_module(monkeypatch, http_root, "googlenet_bn", tm.randomize(
+        tm.torchvision_models().googlenet(weights=None, aux_logits=True, init_weights=False)))
     with pytest.warns(UserWarning, match="building 'googlenet_bn'"):
         backbone = transfer.load_backbone("googlenet", "imagenet", (64, 64, 3))
     assert backbone.name == "googlenet_bn"

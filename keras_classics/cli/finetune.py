@@ -89,7 +89,9 @@ def main(argv=None, prog=None):
     if args.export:
         from keras_classics import export_saved_model
 
-        summary["export"] = export_saved_model(model, args.export)
+        # the classes' names (a folder dataset's folder names) served as labels
+        summary["export"] = export_saved_model(model, args.export,
+                                               labels=summary["class_names"])
     with open(os.path.join(args.output, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1, default=float)
     print(json.dumps(summary, indent=1, default=float))
