@@ -138,7 +138,15 @@ def serving_functions(model, image_size, preprocessing="torch", top_k=5, labels=
             pixels <= max_pixels,
             ["image too large:", size[0], "x", size[1], "=", pixels, "pixels; this model "
              f"accepts at most {max_pixels} pixels (set at export, --max-pixels)"])
-        with tf.control_dependencies([small]):  # decode only after both checks have passed
+        # TensorFlow's decoder reads only Windows BMPs: an OS/2 one would fail in it with
+        # "Number of channels inherent in the image must be 1, 3 or 4, was 351"
+        with tf.control_dependencies([small]):  # a large one is refused for its size first
+            core = tf.logical_and(tf.strings.substr(data, 0, 2) == MAGIC["BMP"],
+                                  _uint(data + tf.constant(b"\0" * 32), 14, 4, False) == 12)
+            windows = tf.debugging.Assert(tf.logical_not(core), [
+                "OS/2 bitmaps (12-byte core header) cannot be decoded here; send the image as "
+                "PNG, JPEG or a Windows BMP"])
+        with tf.control_dependencies([windows]):  # decode only after every check has passed
             data = tf.identity(data)
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
         image = tf.image.resize(image, (height, width))  # uint8 in, float32 out: no copy

@@ -498,6 +498,62 @@ def test_pixel_cap_reads_every_format_s_header(tmp_path):
                     serve(images=tf.constant([data_]))
 
 
+def bmp_core_header(image):
+    """An OS/2 1.x bitmap (12-byte BITMAPCOREHEADER: 16-bit width and height), 24 bit,
+    bottom-up, as the format's spec lays it out (Pillow reads it, it does not write it)."""
+    import struct
+
+    h, w, _ = image.shape
+    row = (w * 3 + 3) // 4 * 4
+    pixels = b"".join(image[y, :, ::-1].tobytes().ljust(row, b"\0") for y in range(h)[::-1])
+    offset = 14 + 12
+    return (b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) +
+            struct.pack("<IHHHH", 12, w, h, 1, 24) + pixels)
+
+
+def bmp_top_down(image):
+    """Pillow's BMP with its rows stored top to bottom and a negative height, as the BMP
+    spec allows (Windows' DIB sections, some scanners)."""
+    import struct
+
+    h, w, _ = image.shape
+    data = bytearray(encoded(image, "BMP"))
+    offset = struct.unpack("<I", data[10:14])[0]
+    row = (w * 3 + 3) // 4 * 4
+    rows = [data[offset + i * row:offset + (i + 1) * row] for i in range(h)]
+    data[22:26] = struct.pack("<i", -h)
+    return bytes(data[:offset]) + b"".join(rows[::-1])
+
+
+def test_bmp_core_header_and_top_down_sizes_are_read_right(tmp_path):
+    """The BMP branches Pillow's files do not reach: the 12-byte core header's 16-bit sizes
+    and a top-down bitmap's negative height. Pillow reads both as the image itself; a top-down
+    file is served as its bottom-up twin, and both kinds over the cap are refused."""
+    import io
+
+    from PIL import Image
+
+    model = randomize_bn(kc.get_model("wrn_10_1", input_shape=(16, 16, 3)))
+    path = export.export_saved_model(model, str(tmp_path), max_pixels=40 * 30)
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    rng = np.random.default_rng(1)
+    for h, w, ok in ((40, 30, True), (30, 41, False), (1, 1201, False)):
+        image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        for kind, data_ in (("core", bmp_core_header(image)), ("top-down", bmp_top_down(image))):
+            assert (np.asarray(Image.open(io.BytesIO(data_)).convert("RGB")) == image).all()
+            assert export.header_size(tf.constant(data_)).numpy().tolist() == [h, w], kind
+            if not ok:
+                with pytest.raises(tf.errors.InvalidArgumentError,
+                                   match=rf"image too large:\] \[{h}\] \[x\] \[{w}\]"):
+                    serve(images=tf.constant([data_]))
+        if ok:  # TensorFlow cannot decode an OS/2 bitmap: a clear refusal, not its error
+            with pytest.raises(tf.errors.InvalidArgumentError, match="OS/2 bitmaps"):
+                serve(images=tf.constant([bmp_core_header(image)]))
+            got = serve(images=tf.constant([bmp_top_down(image)]))["scores"]
+            want = serve(images=tf.constant([encoded(image, "BMP")]))["scores"]
+            assert_close(got, want, rtol=1e-6, atol=1e-7)
+
+
 def test_empty_batch_gives_empty_outputs(exported):
     serve = tf.saved_model.load(exported[2]).signatures["serving_default"]
     out = serve(images=tf.constant([], tf.string))

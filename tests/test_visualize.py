@@ -149,8 +149,9 @@ def keras_io_grad_cam(model, x, layer, label):
 def test_grad_cam_matches_the_keras_example():
     """On a small net with random weights (the class score depends on where features are: a
     strided convolution and a flattening head after the layer), for the predicted class and
-    every other one whose map has heat."""
-    inputs = keras.Input((16, 16, 3))
+    every other one whose map has heat. Not square (16x24), so a map resized to (width,
+    height) fails."""
+    inputs = keras.Input((16, 24, 3))
     h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c1")(inputs)
     h = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="c2")(h)
     outputs = keras.layers.Dense(5, activation="softmax", name="predictions")(
@@ -167,12 +168,18 @@ def test_grad_cam_matches_the_keras_example():
             assert V.grad_cam(model, image, "tf", label, "c1")[1].max() == 0
             continue
         got = V.grad_cam(model, image, "tf", label, "c1")[1]
-        assert got.shape == (16, 16)  # c1 is at the input's size: no resizing in between
+        assert got.shape == (16, 24)  # c1 is at the input's size: no resizing in between
         assert_close(got, want, rtol=1e-4, atol=1e-5)
         compared += 1
     assert compared >= 2
-    at_c2 = V.grad_cam(model, image, "tf", predicted, "c2")[1]  # 8x8, resized to 16x16
-    assert at_c2.shape == (16, 16) and not np.allclose(at_c2, heat)
+    # at c2 (8x12) the map is upsampled to the input: the Keras example's map resized the
+    # same way (bilinear, then divided by its maximum)
+    at_c2 = V.grad_cam(model, image, "tf", predicted, "c2")[1]
+    want = keras_io_grad_cam(model, x, "c2", predicted)
+    assert want.shape == (8, 12)
+    want = tf.image.resize(want[..., None], (16, 24), "bilinear")[..., 0].numpy()
+    assert at_c2.shape == (16, 24) and not np.allclose(at_c2, heat)
+    assert_close(at_c2, want / want.max(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.fixture
