@@ -94,6 +94,36 @@ def test_fold_any_functional_model_with_dense_and_depthwise():
     assert_close(fused(data), model(data, training=False), rtol=1e-4, atol=1e-5)
 
 
+def test_fold_bns_without_scale_or_without_center():
+    """BatchNormalization(scale=False) (no gamma: Keras' advice before a ReLU) and
+    (center=False) (no beta), folded into a conv and into a depthwise 1x1 after an activation:
+    the outputs do not change (a gamma taken under the other flag is missed or asked of a
+    layer that has none)."""
+    x = inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same")(x)
+    x = keras.layers.BatchNormalization(scale=False)(x)  # folded
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(5, 3, padding="same")(x)
+    x = keras.layers.BatchNormalization(center=False)(x)  # folded
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.BatchNormalization(scale=False)(x)  # after an activation: converted
+    x = keras.layers.BatchNormalization(center=False)(x)  # likewise
+    model = keras.Model(inp, x)
+    rng = np.random.default_rng(2)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            weights = layer.get_weights()  # [gamma], [beta], moving mean, moving variance
+            positive = {len(weights) - 1} | ({0} if layer.scale else set())
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape) if i in positive else
+                               rng.normal(0, 0.3, w.shape) for i, w in enumerate(weights)])
+    fused = fuse_batchnorm(model)
+    report = fused.fusion_report
+    assert (report["folded"], report["converted"], report["kept"]) == (2, 2, 0)
+    data = np.random.default_rng(0).normal(size=(3, 8, 8, 3)).astype("float32")
+    ref = np.asarray(model(data, training=False))
+    assert_close(fused(data), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
 def sample_images():
     """Real photos: scikit-learn's bundled JPEGs, plus one re-encoded as PNG."""
     jpgs = sorted(glob.glob(os.path.join(os.path.dirname(sklearn.__file__), "datasets",

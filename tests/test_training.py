@@ -328,6 +328,39 @@ def test_short_epochs_share_a_checkpoint_and_the_last_epoch_always_saves(
     assert [p.rsplit("-", 1)[1] for p in state.all_model_checkpoint_paths] == ["12", "24"]
 
 
+def test_a_folder_dataset_splits_every_image_once_under_its_folder_s_label(tmp_path):
+    """Each image is in exactly one split (no held-out image seen in training), 70/15/15 per
+    class, labelled by its folder (class_names, sorted); the split does not depend on the
+    order the file system lists the files in; the pipeline's images are the files'."""
+    import tensorflow as tf
+
+    from conftest import digits_folder
+
+    root = digits_folder(tmp_path / "digits", classes=(3, 1, 7), per_class=20)
+    data = datasets.load(str(root), 8)
+    assert data.class_names == ["digit1", "digit3", "digit7"] and data.num_classes == 3
+    splits = {s: getattr(data, s) for s in ("train", "val", "test")}
+    paths = [p for f in splits.values() for p in f.paths]
+    assert sorted(paths) == sorted(str(p) for p in root.glob("*/*.png"))  # each once
+    for name, files in splits.items():
+        assert [data.class_names[y] for y in files.labels] == \
+            [Path(p).parent.name for p in files.paths]
+        assert np.bincount(files.labels).tolist() == \
+            [{"train": 14, "val": 3, "test": 3}[name]] * 3
+    listed = os.listdir
+    os.listdir = lambda path=".": listed(path)[::-1]  # another file system's order
+    try:
+        again = datasets.load(str(root), 8)
+    finally:
+        os.listdir = listed
+    assert again.test.paths == data.test.paths and again.class_names == data.class_names
+    x, y = next(iter(data.pipeline("test", 9, preprocessing="caffe")))
+    first = tf.image.resize(tf.io.decode_png(Path(data.test.paths[0]).read_bytes(), 3), (8, 8))
+    assert y.numpy().tolist() == data.test.labels.tolist()
+    assert_close(x[0], keras.applications.imagenet_utils.preprocess_input(
+        first.numpy()[None], mode="caffe")[0], atol=1e-3)
+
+
 def test_one_pipeline_per_run_gives_each_epoch_s_batches(tmp_path):
     """The batches of epochs 1-2 from one pipeline (how a run reads its data), resumed at
     batch 3 of epoch 1, are those of the per-epoch pipelines, bit for bit: arrays cropped and
