@@ -177,6 +177,23 @@ def test_training_script_checkpoint_loads_from_its_model_entry(tmp_path):
     compare(model, module, (64, 64, 3))
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("fmt", ["pth", "safetensors"])
+def test_half_precision_checkpoints_convert(dtype, fmt, tmp_path):
+    """Checkpoints saved in bfloat16 or float16 (``module.to(dtype)``; hub files often are),
+    as .pth and as .safetensors written by safetensors' torch API: the Keras model gives the
+    logits of the module with those rounded weights."""
+    from safetensors.torch import save_file
+
+    module = tm.randomize(TV.resnet18()).to(getattr(torch, dtype))
+    state = {k: v.contiguous() for k, v in module.state_dict().items()}
+    path = tmp_path / f"r18.{fmt}"
+    torch.save(state, path) if fmt == "pth" else save_file(state, str(path))
+    model = kc.get_model("resnet18", input_shape=(64, 64, 3), classifier_activation=None)
+    convert.convert_checkpoint(model, path, "resnet")
+    compare(model, module.float(), (64, 64, 3))
+
+
 def test_bad_checkpoint_files_are_value_errors_naming_the_file(tmp_path):
     from safetensors.numpy import save_file
 

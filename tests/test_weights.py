@@ -180,6 +180,12 @@ def test_torchvision_checkpoint_converted_once_then_cached_and_checked(monkeypat
     fixed = kc.get_model("resnet18", weights="imagenet", classifier_activation=None,
                          input_shape=(64, 64, 3))
     compare(fixed, module, (64, 64, 3))  # converted again from the cached checkpoint
+    with h5py.File(converted, "r+") as f:  # tampered, and its hash file gone: not trusted
+        f[kernels[0]][(0,) * f[kernels[0]].ndim] = 1e30
+    (converted.parent / (converted.name + ".sha256")).unlink()
+    compare(kc.get_model("resnet18", weights="imagenet", classifier_activation=None,
+                         input_shape=(64, 64, 3)), module, (64, 64, 3))
+    assert (converted.parent / (converted.name + ".sha256")).exists()
     with h5py.File(converted, "r+") as f:
         f[kernels[0]][(0,) * f[kernels[0]].ndim] = 1e30
     (keras_home / "resnet18-test.pth").unlink()  # no checkpoint, no server: refused
