@@ -157,6 +157,10 @@ def test_version_layout_and_atomic_write(exported, tmp_path):
         export.export_saved_model(model, base, version=2)
     export.export_saved_model(model, base, version=2, overwrite=True)
     assert sorted(os.listdir(base)) == ["1", "2"]  # no temporary directories left behind
+    # the next version follows the highest by number, as TF Serving orders them ("10" > "9")
+    export.export_saved_model(model, base, version=9, fuse_bn=False)
+    for want in ("10", "11"):
+        assert export.export_saved_model(model, base, fuse_bn=False).endswith(os.sep + want)
 
 
 def test_saved_model_cli_show_and_run_with_jpeg_and_png(exported, tmp_path):

@@ -410,6 +410,11 @@ def test_a_run_reads_one_pipeline_and_a_finished_run_returns_its_summary(
         correct = (np.asarray(first.model(x, training=False)).argmax(1) == y).sum()
         assert len(y) == 360 - (split == "val") and \
             first.summary[key] == pytest.approx(correct / len(y), abs=1e-6), (split, correct)
+    # and the summary's figures of the history are history.csv's
+    val = [float(r["val_accuracy"]) for r in csv.DictReader((tmp_path / "history.csv").open())]
+    assert len(val) == 3 and val[-1] == pytest.approx(first.summary["final_val_accuracy"])
+    assert first.summary["best_val_accuracy"] == pytest.approx(max(val))
+    assert first.summary["last_epoch_rise"] == pytest.approx(val[-1] - val[-2])
 
     def evaluate(self, dataset):
         raise AssertionError("a finished run was evaluated again")
