@@ -111,6 +111,55 @@ def torch_fns(x):
             "torch_bf16_jit": run(frozen, images16)}
 
 
+class JaxChild:
+    """``ours`` under Keras' JAX backend, in a process of its own (bench/jax_child.py): jit-
+    compiled inference in float32 and bf16-folded at each of ``batches``. ``fn(key)`` runs one
+    of its calls from here, so the JAX rows are timed in the same interleaved rounds as
+    TensorFlow's. Without JAX installed (the test extra has it), ``available`` is False."""
+
+    def __init__(self, name, ours, size, batches):
+        self.proc, self.keys = None, []
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            return
+        self.dir = tempfile.TemporaryDirectory()
+        weights = os.path.join(self.dir.name, "ours.weights.h5")
+        ours.save_weights(weights)
+        child = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jax_child.py")
+        self.proc = subprocess.Popen(
+            [sys.executable, child, name, str(size), weights, ",".join(map(str, batches))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "KERAS_BACKEND": "jax"})
+        ready = self.proc.stdout.readline().split()
+        if ready[:1] != ["ready"]:
+            raise RuntimeError(f"bench/jax_child.py failed (exit {self.proc.wait()})")
+        self.keys = ready[1:]
+
+    @property
+    def available(self):
+        return self.proc is not None
+
+    def fn(self, key):
+        def call():
+            self.proc.stdin.write(key + "\n")
+            self.proc.stdin.flush()
+            if self.proc.stdout.readline().strip() != "ok":
+                raise RuntimeError(f"bench/jax_child.py failed on {key}")
+        return call
+
+    def fns(self, batch):
+        """{"jax_fp32": ..., "jax_bf16_folded": ...} at ``batch``."""
+        suffix = f"_b{batch}"
+        return {k[:-len(suffix)]: self.fn(k) for k in self.keys if k.endswith(suffix)}
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+            self.dir.cleanup()
+
+
 def keras_twin(name, ours):
     """keras.applications' model of the same architecture, with ``ours``' weights."""
     twin = KERAS_APPS[name](weights=None, input_shape=ours.input_shape[1:])
@@ -131,9 +180,13 @@ def bench_model(name, size, batch, train_batch, rounds, peaks):
           for b in (1, batch, train_batch)}
     y = tf.constant(rng.integers(0, 1000, train_batch))
     fast = kc.fuse_batchnorm(ours, dtype=fast_dtype())
+    # ResNet-50 under JAX too, so a user can see which backend to pick
+    jax = JaxChild(name, ours, size, (1, batch)) if name == "resnet50" else None
     # batch 1 is short: five calls per round
     b1 = interleaved({"ours": inference_fn(ours, xs[1]), "keras": inference_fn(theirs, xs[1]),
-                      "keras_copy": inference_fn(copy, xs[1])}, rounds, calls=5)
+                      "keras_copy": inference_fn(copy, xs[1]),
+                      "fast_folded": inference_fn(fast, xs[1]),
+                      **(jax.fns(1) if jax else {})}, rounds, calls=5)
     with tempfile.TemporaryDirectory() as d:
         fns = {"ours": inference_fn(ours, xs[batch]), "keras": inference_fn(theirs, xs[batch]),
                "keras_copy": inference_fn(copy, xs[batch]),
@@ -145,7 +198,11 @@ def bench_model(name, size, batch, train_batch, rounds, peaks):
                                                   fast_dtype())}
         if name == "resnet50":
             fns.update(torch_fns(xs[batch]))
+        if jax:
+            fns.update(jax.fns(batch))
         b32 = interleaved(fns, rounds)
+        if jax:
+            jax.close()
         agree = float(np.mean(np.argmax(fns["fast_folded"](), -1) ==
                               np.argmax(fns["ours"](), -1)))
     train = interleaved({"ours": train_fn(ours, xs[train_batch], y),
@@ -169,6 +226,11 @@ def bench_model(name, size, batch, train_batch, rounds, peaks):
         # the best any 16-bit implementation could do: every multiply-add at its peak
         f"{LOW} at peak/keras fp32 (bound)": (keras_t / (2 * macs * batch / peaks[LOW]),) * 3,
     }
+    if "jax_fp32" in b32:  # TensorFlow (ours) against JAX, same model and weights
+        for b, times in (("b1", b1), (f"b{batch}", b32)):
+            ratios[f"ours fp32/jax fp32 {b}"] = speedup(times, "ours", "jax_fp32")
+            ratios[f"{LOW} folded/jax {LOW} folded {b}"] = speedup(times, "fast_folded",
+                                                                   "jax_bf16_folded")
     torch_keys = [k for k in b32 if k.startswith("torch_")]
     if torch_keys:  # our fast path against each PyTorch path, and against the best of them
         for k in torch_keys:

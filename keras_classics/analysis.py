@@ -26,7 +26,6 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from .layers import inception_v1_module
 from .registry import list_models, model_info
@@ -328,6 +327,7 @@ def tf_profiler_flops(model, input_shape=None, batch_size=1):
     statistics are left out. Used to cross-check :func:`profile`; it traces the model, so it is
     much slower than profile()."""
     # TensorFlow's graph statistics are internal API: imported only where they are used
+    import tensorflow as tf
     from tensorflow.python.framework import ops as tf_ops
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2)

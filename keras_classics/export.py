@@ -27,7 +27,12 @@ import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
+
+from .backend import require_tensorflow
+
+require_tensorflow("keras_classics.export (SavedModel and TFLite files)")
+
+import tensorflow as tf  # noqa: E402
 from keras.applications import imagenet_utils
 
 from . import datasets

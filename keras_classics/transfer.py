@@ -24,12 +24,10 @@ import re
 import keras
 import numpy as np
 
-from . import datasets, provenance
-from . import training
+from . import provenance
+from .backend import require_tensorflow
 from .models._common import classifier
 from .registry import model_info, resolve
-from .training.outputs import atomic_write
-from .training.precision import with_policy
 from .weights import _attach, preprocessing_of, weights_info
 
 REGIMES = ("auto", "small", "medium", "large")
@@ -128,6 +126,11 @@ def fine_tune(backbone, dataset="digits", weights=None, regime="auto", epochs=10
     torchvision's GoogLeNet, "torch" for the rest), the mode a ``.keras`` classifier was trained
     with (its ``summary.json``), or ``preprocessing`` when given. ``precision`` as in
     :func:`training.train`: the backbone is rebuilt under that policy."""
+    require_tensorflow("fine_tune (it trains with keras_classics.training, on tf.distribute; "
+                       "on another backend, compile transfer_model(...) and call its fit)")
+    from . import datasets, training  # TensorFlow by nature: imported where they are used
+    from .training.precision import with_policy
+
     if lr_factor <= 0:
         raise ValueError(f"lr_factor must be positive, got {lr_factor}")
     if data is None:
@@ -204,6 +207,10 @@ def digits_experiment(per_class=10, pretrain_epochs=8, epochs=20, model="resnet2
     hangs on the pretrained model -- two pretrainings of the same seed that differed only in
     the order of floating-point sums (one intra-op thread or two) led "medium" to 0.78 and
     0.88."""
+    require_tensorflow("digits_experiment (it trains with keras_classics.training)")
+    from . import datasets, training
+    from .training.outputs import atomic_write
+
     full = datasets.digits(image_size, 0)
     source = datasets.subset(full, list(range(5)))
     results = {}

@@ -26,7 +26,12 @@ import weakref
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
-import tensorflow as tf
+
+from .backend import require_tensorflow
+
+require_tensorflow("keras_classics.visualize (tf.GradientTape)")
+
+import tensorflow as tf  # noqa: E402
 from keras.applications import imagenet_utils
 
 from . import datasets

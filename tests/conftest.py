@@ -1,3 +1,4 @@
+import contextlib
 import functools
 import gc
 import os
@@ -126,23 +127,32 @@ def random_images(shape, batch=2, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (batch, *shape)).astype("float32")
 
 
-@pytest.fixture
-def http_root(tmp_path):
-    """A loopback HTTP server on a free port serving ``tmp_path/www``: yields (base_url, dir)."""
+@contextlib.contextmanager
+def serve_folder(root):
+    """A loopback HTTP server on a free port serving the folder ``root``: yields its base URL."""
     import functools
     import http.server
     import threading
 
-    root = tmp_path / "www"
-    root.mkdir()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *a: None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """A loopback HTTP server on a free port serving ``tmp_path/www``: yields (base_url, dir)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    with serve_folder(root) as base:
+        yield base, root
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ def quick(script, out, *args, cwd=None):
 @pytest.mark.slow
 def test_bench_quick_produces_every_row(tmp_path):
     """ResNet-50 only (the other models take the same code path; the model with every row:
-    PyTorch's, the frozen-weights process, oneDNN's profile)."""
+    PyTorch's, JAX's, the frozen-weights process, oneDNN's profile)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     quick("run.py", tmp_path, "--models", "resnet50")
     report = json.loads((tmp_path / "results.json").read_text())
@@ -40,8 +40,13 @@ def test_bench_quick_produces_every_row(tmp_path):
                 "bf16 at peak/keras fp32 (bound)", "achieved/peak fp32 (ours)",
                 "achieved/peak bf16 (bf16 folded)", "bf16 folded/torch fp32",
                 "bf16 folded/torch bf16", "bf16 folded/torch bf16_jit",
-                "bf16 folded/best torch"):
+                "bf16 folded/best torch", "ours fp32/jax fp32 b1", "ours fp32/jax fp32 b4",
+                "bf16 folded/jax bf16 folded b1", "bf16 folded/jax bf16 folded b4"):
         assert f"| {row} |" in table
+    # the JAX rows are timed in the same rounds: their ratio is that of the two times
+    r = report["models"]["resnet50"]
+    assert r["ratios"]["ours fp32/jax fp32 b4"][0] == pytest.approx(
+        r["throughput_img_s"]["ours"] / r["throughput_img_s"]["jax_fp32"], rel=1e-6)
     # the best PyTorch path is the fastest of the three, and the ratio to it is the ratio
     # of our bf16 path to that one (one round: paired ratio = ratio of the two times)
     r = report["models"]["resnet50"]

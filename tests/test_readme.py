@@ -149,6 +149,8 @@ GROUPS = {
     "mirrored": ["keras-classics train wrn_10_1 --epochs 2 --batch-size 32 --image-size 16 "
                  "--strategy mirrored --cpu-replicas 2 --jit --output runs/mirrored"],
     "transfer": ["keras-classics finetune --experiment"],
+    "backends": ['KERAS_BACKEND=jax python -c "import keras_classics as kc; '
+                 'print(kc.GoogLeNet().count_params())"'],
 }
 
 
@@ -216,6 +218,14 @@ def test_analysis_commands(copy):
     assert (copy / "zoo.png").read_bytes()[:4] == b"\x89PNG"
     # "854M naive, 271M reduced (slide: 358M)"
     assert "854,196,224 = 854M" in out[g[5]] and "271,351,808 = 271M (slide: 358M)" in out[g[5]]
+
+
+def test_backends_command(copy):
+    """docs/models.md#backends: GoogLeNet built under JAX, TensorFlow's parameter count."""
+    import keras_classics as kc
+
+    out = run_group("backends", copy)[GROUPS["backends"][0]]
+    assert out.strip() == str(kc.GoogLeNet().count_params()) == "6998552"
 
 
 @pytest.mark.slow

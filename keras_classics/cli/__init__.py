@@ -4,9 +4,6 @@ import argparse
 import os
 import sys
 
-import tensorflow as tf
-
-from ..training.precision import PRECISIONS
 
 # Every tool (and bench/, tests/conftest.py) sets TF_ENABLE_ONEDNN_OPTS=1 before importing
 # TensorFlow, unless it is set already. TensorFlow turns oneDNN's kernels on by itself only on
@@ -47,6 +44,8 @@ def positive_float(text):
 
 def add_precision_arguments(parser, default="float32", help_default=None):
     """``--precision`` (training.PRECISIONS) and ``--mixed-precision`` (= ``auto``)."""
+    from ..training.precision import PRECISIONS  # the training commands only: TensorFlow
+
     parser.add_argument("--precision", choices=PRECISIONS, default=default,
                         help="Keras dtype policy; auto: mixed_float16 on GPUs with tensor "
                              "cores, mixed_bfloat16 on CPUs with bfloat16 instructions, else "
@@ -60,6 +59,8 @@ def warn_if_gpus_unused(driver="/proc/driver/nvidia/version"):
     dlopen some GPU libraries": with an NVIDIA driver installed and no GPU visible to
     TensorFlow (and none hidden on purpose with CUDA_VISIBLE_DEVICES), say so on stderr.
     Returns the warning, or None."""
+    import tensorflow as tf
+
     if not os.path.exists(driver) or os.environ.get("CUDA_VISIBLE_DEVICES") is not None \
             or tf.config.list_physical_devices("GPU"):
         return None
@@ -81,3 +82,4 @@ def print_rendered(parser, path, markdown):
     except (OSError, ValueError, KeyError) as err:
         parser.error(f"cannot render {path}: {err!r}")
     return 0
+

@@ -13,8 +13,8 @@ import json
 import os
 
 from keras_classics import datasets, training, transfer
-from keras_classics.cli import (add_precision_arguments, print_rendered, positive_float,
-                                positive_int, warn_if_gpus_unused)
+from keras_classics.cli import (add_precision_arguments, print_rendered,
+                                positive_float, positive_int, warn_if_gpus_unused)
 
 
 def main(argv=None, prog=None):

@@ -4,7 +4,10 @@ Each command's code is ``keras_classics.cli.<command>.main(argv, prog)``; ``pyth
 tools/<command>.py`` in a checkout runs the same function.
 """
 import importlib
+import os
 import sys
+
+from keras_classics.backend import BackendError
 
 # command -> (module, one line for the overview)
 COMMANDS = {
@@ -48,5 +51,16 @@ def main(argv=None):
         hint = f"; did you mean {close[0]!r}?" if close else ""
         print(f"keras-classics: unknown command {argv[0]!r}{hint}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"keras_classics.cli.{COMMANDS[name][0]}")
-    return module.main(argv[1:], prog=f"keras-classics {name}") or 0
+    return run(COMMANDS[name][0], argv[1:], f"keras-classics {name}")
+
+
+def run(module, argv=None, prog=None):
+    """Command ``module``'s main; a command that needs TensorFlow, in a process that runs
+    Keras on another backend, ends with one line (its module refuses to import), exit 2."""
+    prog = prog or os.path.basename(sys.argv[0])
+    try:
+        command = importlib.import_module(f"keras_classics.cli.{module}")
+    except BackendError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    return command.main(argv, prog=prog) or 0

@@ -17,8 +17,8 @@ import argparse
 import sys
 
 from keras_classics import analysis, datasets, recipes, training
-from keras_classics.cli import (add_precision_arguments, print_rendered, positive_int,
-                                warn_if_gpus_unused)
+from keras_classics.cli import (add_precision_arguments, print_rendered,
+                                positive_int, warn_if_gpus_unused)
 from keras_classics.recipes import search
 
 

@@ -6,7 +6,7 @@ adds one window at the bottom/right that runs past the input (PyTorch drops a wi
 start in the padding); the missing pixels count as -inf, as in both frameworks.
 """
 import keras
-import tensorflow as tf
+from keras import ops
 
 
 def ceil_pool_size(size, pool, stride, padding=0):
@@ -32,16 +32,19 @@ class CeilMaxPooling2D(keras.layers.MaxPooling2D):
         super().__init__(pool_size=pool_size, strides=strides, padding="valid", **kwargs)
 
     def _extra(self, size, axis):
+        """The padding at the end of ``axis`` (a Python int, or a tensor where the size is
+        known only at run time: TensorFlow's graphs of inputs of unknown size)."""
         k, s = self.pool_size[axis], self.strides[axis]
+        if isinstance(size, int):
+            return max((ceil_pool_size(size, k, s) - 1) * s + k - size, 0)
         out = (size - k + s - 1) // s + 1
-        out = out - tf.cast((out - 1) * s >= size, out.dtype)
-        return tf.maximum((out - 1) * s + k - size, 0)
+        out = out - ops.cast((out - 1) * s >= size, out.dtype)
+        return ops.maximum((out - 1) * s + k - size, 0)
 
     def call(self, inputs):
-        shape = tf.shape(inputs)
+        shape = ops.shape(inputs)
         pads = [[0, 0], [0, self._extra(shape[1], 0)], [0, self._extra(shape[2], 1)], [0, 0]]
-        low = tf.constant(-float("inf"), inputs.dtype)
-        return super().call(tf.pad(inputs, pads, constant_values=low))
+        return super().call(ops.pad(inputs, pads, constant_values=-float("inf")))
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape

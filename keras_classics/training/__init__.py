@@ -5,7 +5,11 @@ schedules), ``strategy``, ``precision``, ``loop`` (the steps), ``checkpoints`` (
 settings, TensorFlow checkpoints) and ``outputs``. With the data order a pure function of (seed,
 epoch), a run killed at any moment and rerun ends with the weights an uninterrupted run has.
 """
-from .checkpoints import CorruptCheckpoint, RunMismatch
+from ..backend import require_tensorflow
+
+require_tensorflow("keras_classics.training (the tf.distribute loop)")
+
+from .checkpoints import CorruptCheckpoint, RunMismatch  # noqa: E402
 from .loop import StepLoop, total_loss
 from .outputs import saved_preprocessing
 from .presets import (PRESETS, SCHEDULES, Preset, Warmup, get_preset, make_optimizer,
