@@ -83,7 +83,9 @@ def backends(tmp_path_factory, published):
         model = randomize(kc.get_model(name, **kwargs), i)
         model.save_weights(work / f"{key}.weights.h5")
         for size in sizes:
-            x = random_images((size, size, 3), batch=2, seed=i)
+            # pixels of the size caffe-mode preprocessing gives: large enough activations
+            # for local response normalization to matter (on [-1, 1] it is near identity)
+            x = 127.5 * random_images((size, size, 3), batch=2, seed=i)
             np.save(work / f"{key}-{size}.npy", x)
             np.save(work / f"{key}-{size}-tf.npy", np.asarray(model(x, training=False)))
         models.append({"key": key, "name": name, "kwargs": kwargs, "sizes": sizes,
