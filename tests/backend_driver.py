@@ -77,7 +77,11 @@ def main(work):
                        input_shape=(64, 64, 3))
     d121 = kc.DenseNet121(weights="imagenet", include_top=False, input_shape=(64, 64, 3))
     xi = np.load(work / "imagenet_input.npy")
-    np.savez(dest / "imagenet.npz", resnet18=out(r18, xi), densenet121=out(d121, xi))
+    # batch-norm folding, the analysis and preprocessing need no TensorFlow either
+    np.savez(dest / "imagenet.npz", resnet18=out(r18, xi), densenet121=out(d121, xi),
+             resnet18_folded=out(kc.fuse_batchnorm(r18), xi),
+             preprocessed=kc.preprocess_input(xi * 127.5 + 127.5, r18))
+    report["resnet50_macs"] = kc.profile("resnet50").macs
     report["imagenet_preprocessing"] = [kc.weights_info(r18).preprocessing,
                                         kc.weights_info(d121).preprocessing]
 

@@ -21,6 +21,8 @@ from keras_classics import layers
 from conftest import KERAS_APPS, assert_close, random_images, serve_folder
 
 HERE = Path(__file__).resolve().parent
+# one worker builds the fixture (the driver runs once per backend, not once per worker)
+pytestmark = pytest.mark.xdist_group("backends")
 ODD = 225  # ceil-mode pools differ from "same" ones at odd sizes
 
 # one model of every family (docs/models.md): (key, registry name, builder arguments, sizes)
@@ -198,6 +200,18 @@ def test_imagenet_weights_download_and_load(backends, backend):
         rel_close(got[key], want[key])
     report = json.loads((out[backend] / "report.json").read_text())
     assert report["imagenet_preprocessing"] == ["torch", "torch"]
+    # folding (the torchvision BN statistics are random: folding changes every weight)
+    rel_close(got["resnet18_folded"], want["resnet18"])
+    xi = np.load(work / "imagenet_input.npy")
+    assert_close(got["preprocessed"], keras.applications.imagenet_utils.preprocess_input(
+        xi * 127.5 + 127.5, mode="torch"), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_analysis_counts_what_tensorflow_counts(backends, backend):
+    _, out = backends
+    report = json.loads((out[backend] / "report.json").read_text())
+    assert report["resnet50_macs"] == kc.profile("resnet50").macs == 3_857_973_248
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
