@@ -115,7 +115,7 @@ class JaxChild:
     """``ours`` under Keras' JAX backend, in a process of its own (bench/jax_child.py): jit-
     compiled inference in float32 and bf16-folded at each of ``batches``. ``fn(key)`` runs one
     of its calls from here, so the JAX rows are timed in the same interleaved rounds as
-    TensorFlow's. Without JAX installed (the test extra has it), ``available`` is False."""
+    TensorFlow's. Without JAX installed (the test extra has it), it has no functions."""
 
     def __init__(self, name, ours, size, batches):
         self.proc, self.keys = None, []
@@ -135,10 +135,6 @@ class JaxChild:
         if ready[:1] != ["ready"]:
             raise RuntimeError(f"bench/jax_child.py failed (exit {self.proc.wait()})")
         self.keys = ready[1:]
-
-    @property
-    def available(self):
-        return self.proc is not None
 
     def fn(self, key):
         def call():

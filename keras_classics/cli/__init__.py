@@ -82,4 +82,3 @@ def print_rendered(parser, path, markdown):
     except (OSError, ValueError, KeyError) as err:
         parser.error(f"cannot render {path}: {err!r}")
     return 0
-
