@@ -35,46 +35,11 @@ require_tensorflow("keras_classics.export (SavedModel and TFLite files)")
 import tensorflow as tf  # noqa: E402
 from keras.applications import imagenet_utils
 
-from . import datasets
+from . import datasets, images as image_files
 from .fusion import fuse_batchnorm
 from .weights import preprocessing_of
 
-MAGIC = {"JPEG": b"\xff\xd8\xff", "PNG": b"\x89PNG", "GIF": b"GIF8", "BMP": b"BM"}
-MAX_PIXELS = 50_000_000  # default serving cap: a 50-megapixel photo (150 MB decoded)
-
-
-def _uint(data, offset, size, big_endian):
-    """The unsigned integer of ``size`` bytes at ``offset`` of a scalar string, as int64."""
-    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, offset, size), tf.uint8), tf.int64)
-    order = range(size) if big_endian else range(size - 1, -1, -1)
-    value = tf.constant(0, tf.int64)
-    for i in order:
-        value = value * 256 + raw[i]
-    return value
-
-
-def header_size(data):
-    """``(height, width)`` (int64) of an encoded JPEG, PNG, GIF or BMP, read from its header
-    without decoding the pixels: PNG's IHDR, GIF's logical screen, BMP's info header (or its
-    old 12-byte core header), JPEG's frame header (``tf.io.extract_jpeg_shape``)."""
-    padded = data + tf.constant(b"\0" * 32)  # short inputs parse as 0 x 0
-    start = tf.strings.substr(data, 0, 3)
-
-    def bmp():
-        core = _uint(padded, 14, 4, False) == 12
-        w = tf.where(core, _uint(padded, 18, 2, False), _uint(padded, 18, 4, False))
-        h = tf.where(core, _uint(padded, 20, 2, False), _uint(padded, 22, 4, False))
-        h = tf.where(h >= 2 ** 31, 2 ** 32 - h, h)  # negative height: a top-down bitmap
-        return tf.stack([h, w])
-
-    return tf.case([
-        (start == MAGIC["JPEG"],
-         lambda: tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)),
-        (start == MAGIC["PNG"][:3],
-         lambda: tf.stack([_uint(padded, 20, 4, True), _uint(padded, 16, 4, True)])),
-        (start == MAGIC["GIF"][:3],
-         lambda: tf.stack([_uint(padded, 8, 2, False), _uint(padded, 6, 2, False)]))],
-        default=bmp, exclusive=True)
+from .images import MAGIC, MAX_PIXELS, header_size  # noqa: F401 (the export's API)
 
 
 def _image_input(model, image_size=None):
@@ -132,28 +97,7 @@ def serving_functions(model, image_size, preprocessing="torch", top_k=5, labels=
         return out
 
     def decode(data):
-        ok = tf.reduce_any([tf.strings.substr(data, 0, len(m)) == m for m in MAGIC.values()])
-        check = tf.debugging.Assert(ok, ["each input must be a JPEG, PNG, GIF or BMP image; "
-                                         "got", tf.strings.length(data), "bytes starting with",
-                                         tf.strings.substr(data, 0, 8)])
-        with tf.control_dependencies([check]):  # read the header only after the check
-            size = header_size(data)
-        pixels = size[0] * size[1]
-        small = tf.debugging.Assert(
-            pixels <= max_pixels,
-            ["image too large:", size[0], "x", size[1], "=", pixels, "pixels; this model "
-             f"accepts at most {max_pixels} pixels (set at export, --max-pixels)"])
-        # TensorFlow's decoder reads only Windows BMPs: an OS/2 one would fail in it with
-        # "Number of channels inherent in the image must be 1, 3 or 4, was 351"
-        with tf.control_dependencies([small]):  # a large one is refused for its size first
-            core = tf.logical_and(tf.strings.substr(data, 0, 2) == MAGIC["BMP"],
-                                  _uint(data + tf.constant(b"\0" * 32), 14, 4, False) == 12)
-            windows = tf.debugging.Assert(tf.logical_not(core), [
-                "OS/2 bitmaps (12-byte core header) cannot be decoded here; send the image as "
-                "PNG, JPEG or a Windows BMP"])
-        with tf.control_dependencies([windows]):  # decode only after every check has passed
-            data = tf.identity(data)
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = image_files.decode(data, max_pixels)
         image = tf.image.resize(image, (height, width))  # uint8 in, float32 out: no copy
         return tf.ensure_shape(image, (height, width, 3))
 

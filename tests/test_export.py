@@ -18,6 +18,7 @@ import keras_classics as kc
 from keras_classics import datasets, export, fuse_batchnorm
 
 from conftest import assert_close, call_tool, load_tool
+from hostile_files import gif_of_frames, png_of_size
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -455,22 +456,6 @@ def test_tflite_of_a_mixed_precision_model(policy, tmp_path):
 
 
 # ---- serving input limits -------------------------------------------------------------------
-def png_of_size(height, width):
-    """A valid black RGB PNG of any size, streamed through zlib (a 20000x20000 one is 1 MB)."""
-    import struct
-    import zlib
-
-    def chunk(kind, payload):
-        return struct.pack(">I", len(payload)) + kind + payload + \
-            struct.pack(">I", zlib.crc32(kind + payload))
-
-    comp, row = zlib.compressobj(9), b"\0" * (1 + 3 * width)
-    pixels = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
-                                                                0, 0, 0)) + \
-        chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-
-
 HUGE = r"""
 import json, resource, sys
 import tensorflow as tf
@@ -501,6 +486,54 @@ def test_a_decompression_bomb_is_refused_before_decoding(exported, tmp_path):
     assert out["message"] and "image too large:" in out["message"]
     assert "[20000] [x] [20000]" in out["message"] and "at most 50000000 pixels" in out["message"]
     assert out["growth_mb"] < 1024
+
+
+def test_gif_frames_past_the_cap_are_refused_before_decoding(exported, tmp_path):
+    """giflib reads every frame at its own size, whatever the logical screen says: a 174 KB
+    GIF of a 1x1 screen and a 16000x16000 frame, and one of a 1x1 first frame and 20 such
+    frames (3.5 MB), are refused by the frames' pixels, in a process that grows < 1 GB."""
+    _, _, path, images, _, _ = exported
+    (tmp_path / "small.png").write_bytes(images[1])
+    for name, frames, count in (("one", [(16000, 16000)], 1),
+                                ("many", [(1, 1)] + [(16000, 16000)] * 20, 21)):
+        (tmp_path / f"{name}.gif").write_bytes(gif_of_frames((1, 1), frames))
+        res = subprocess.run([sys.executable, "-c", HUGE, path, str(tmp_path / f"{name}.gif"),
+                              str(tmp_path / "small.png")], capture_output=True, text=True,
+                             env=ENV, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        out = json.loads(res.stdout.strip().splitlines()[-1])
+        assert out["message"] and "image too large:" in out["message"], out
+        pixels = sum(h * w for h, w in frames)
+        assert f"[16000] [x] [16000] [in] [{count}] [frame(s) =] [{pixels}]" in \
+            out["message"], out["message"]
+        assert out["growth_mb"] < 1024
+
+
+def test_gif_frame_sizes_and_counts_are_read_from_every_descriptor(tmp_path):
+    """The cap counts what the decoder allocates: the largest of screen and frames, and the
+    pixels of all frames of an animation; the GIFs giflib and Pillow decode as written."""
+    import io
+
+    from PIL import Image
+
+    model = randomize_bn(kc.get_model("wrn_10_1", input_shape=(16, 16, 3)))
+    path = export.export_saved_model(model, str(tmp_path), max_pixels=40 * 30)
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    for screen, frames, ok in (((1, 1), [(40, 30)], True), ((1, 1), [(41, 30)], False),
+                               ((40, 30), [(1, 1)], True), ((41, 30), [(1, 1)], False),
+                               ((30, 20), [(30, 20)] * 2, True),
+                               ((30, 20), [(30, 20)] * 3, False)):
+        data_ = gif_of_frames(screen, frames)
+        h, w = max(screen[0], *(f[0] for f in frames)), max(screen[1], *(f[1] for f in frames))
+        first = np.asarray(Image.open(io.BytesIO(data_)).convert("L"))
+        assert first.shape == (h, w) and first.max() == 0  # a valid file, Pillow's canvas
+        assert export.header_size(tf.constant(data_)).numpy().tolist() == [h, w]
+        if ok:
+            assert serve(images=tf.constant([data_]))["classes"].shape == (1, 5)
+        else:
+            with pytest.raises(tf.errors.InvalidArgumentError, match=rf"image too large:\] "
+                               rf"\[{h}\] \[x\] \[{w}\] \[in\] \[{len(frames)}\]"):
+                serve(images=tf.constant([data_]))
 
 
 def encoded(image, fmt):
