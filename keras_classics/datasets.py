@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from keras.applications import imagenet_utils
 
+from . import images
 from .preprocessing import MODES
 
 # AlexNet section 4.1: the RGB eigen-decomposition used for PCA colour augmentation.
@@ -229,22 +230,31 @@ class Files:
     labels: np.ndarray
 
     def dataset(self):
-        return tf.data.Dataset.from_tensor_slices((self.paths, self.labels))
+        return tf.data.Dataset.from_tensor_slices((tf.constant(self.paths, tf.string, [
+            len(self.paths)]), self.labels))  # typed: an empty split is strings too
+
+
+_CAP = "keras_classics.images.MAX_PIXELS"
 
 
 def _decode(path, label):
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    return image, label
+    """A file's first frame, refused before decoding when it would take more than
+    ``images.MAX_PIXELS`` pixels (as the export's serving signature does)."""
+    return images.decode(tf.io.read_file(path), images.MAX_PIXELS, _CAP), label
 
 
 def first_unreadable(paths):
-    """The first of ``paths`` TensorFlow cannot decode as an image, with the reason, or
-    None (used to name the file behind a decoding error in a pipeline)."""
-    for path in paths:
-        try:
-            _decode(path, None)
-        except (tf.errors.OpError, ValueError) as err:
-            return path, err.message.splitlines()[0] if hasattr(err, "message") else str(err)
+    """The first of ``paths`` that is too large to decode (every header is read first) or
+    that TensorFlow cannot decode, with the reason, or None: used to name the file behind a
+    decoding error in a pipeline, which TensorFlow reports without it."""
+    for check in (images.checked, images.decode):
+        for path in paths:
+            try:
+                check(tf.io.read_file(path), images.MAX_PIXELS, _CAP)
+            except (tf.errors.OpError, ValueError) as err:
+                text = images.reason(err)
+                return path, text if text.startswith("image too large") else \
+                    f"not a readable image ({text})"
     return None
 
 
@@ -264,9 +274,9 @@ def folder(path, image_size, seed=0):
     if len(files) < 2:
         raise ValueError(f"{path!r} has {len(files)} class subfolder(s) with images "
                          f"({', '.join(IMAGE_EXTENSIONS)}); at least 2 are needed")
-    bad = [f for fs in files.values() for f in fs if not _looks_like_image(f)]
+    bad = [(f, why) for fs in files.values() for f in fs for why in [_not_an_image(f)] if why]
     if bad:
-        raise ValueError(f"{bad[0]}: not a readable image (no JPEG, PNG, GIF or BMP header)"
+        raise ValueError(f"{bad[0][0]}: {bad[0][1]}"
                          + (f"; {len(bad) - 1} more such files" if len(bad) > 1 else "") +
                          ". Remove them and rerun")
     rng = np.random.default_rng(seed)
@@ -282,10 +292,21 @@ def folder(path, image_size, seed=0):
                 test, len(train.paths), list(files))
 
 
-def _looks_like_image(path):
-    with open(path, "rb") as f:
-        head = f.read(8)
-    return any(head.startswith(magic) for magic in _MAGIC)
+def _not_an_image(path):
+    """Why ``path`` cannot be an image file (a directory, a broken or looping link, no
+    JPEG, PNG, GIF or BMP header), or None."""
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"a broken or looping symbolic link (to {os.readlink(path)!r})"
+    if not os.path.isfile(path):
+        return "not a file (a directory or a device) with an image name"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if not any(head.startswith(magic) for magic in _MAGIC):
+        return "not a readable image (no JPEG, PNG, GIF or BMP header)"
+    return None
 
 
 def load(name="digits", image_size=32, data_dir=None, seed=0):

@@ -158,10 +158,16 @@ def read(path, max_pixels=MAX_PIXELS):
 
 
 def reason(err):
-    """The readable part of a TensorFlow error raised by :func:`checked` or the decoder."""
-    text = getattr(err, "message", str(err)).strip().splitlines()[0]
-    for marker in ("image too large", "each input must be", "OS/2 bitmaps"):
-        if marker in text:
-            text = text[text.index(marker):]
-            return text.replace("] [", " ").replace("[", "").replace("]", "").strip(" .")
-    return text[:300]
+    """The readable part of a TensorFlow error raised by :func:`checked` (eager or in a
+    graph) or by the decoder, on one line."""
+    import ast
+
+    text = getattr(err, "message", str(err)).strip()
+    if "Summarized data: " in text:  # eager: one item per line, strings as bytes literals
+        items = text.split("Summarized data: ", 1)[1].splitlines()
+        return " ".join(ast.literal_eval(i).decode() if i.startswith("b'") else i
+                        for i in items).strip(" .")
+    for line in text.splitlines():
+        if line.startswith("assertion failed: ["):  # in a graph: [item] [item] ...
+            return line[len("assertion failed: ["):-1].replace("] [", " ").strip(" .")
+    return text.splitlines()[0][:300]

@@ -18,6 +18,7 @@ from keras_classics import datasets, training
 from keras_classics.registry import resolve
 
 from conftest import assert_close, call_tool, load_tool  # noqa: E402
+from hostile_files import png_of_size  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, str(ROOT / "tools" / "train.py")]
@@ -585,6 +586,52 @@ def test_folder_dataset_bad_files_are_named(tmp_path):
     with pytest.raises(ValueError, match=f"{junk}: not a readable image"):
         training.train("wrn_10_1", str(tmp_path / "imgs"), epochs=1, batch_size=4,
                        image_size=16, output=str(tmp_path / "run"), verbose=0)
+
+
+def test_folder_dataset_links_and_directories_with_image_names_are_named(tmp_path):
+    """A dangling link, a link to itself and a directory named like an image: one error
+    naming the file and what it is, nothing trained, no traceback from open()."""
+    for make, what in ((lambda p: os.symlink(p.parent / "gone.png", p), "broken or looping"),
+                       (lambda p: os.symlink(p, p), "broken or looping"),
+                       (lambda p: p.mkdir(), "not a file")):
+        root = tmp_path / f"imgs{len(what)}{make.__code__.co_firstlineno}"
+        write_images(root, {"cat": 5, "dog": 5})
+        bad = root / "dog" / "x.png"
+        make(bad)
+        with pytest.raises(ValueError, match=f"{bad}: .*{what}.*Remove them and rerun"):
+            datasets.load(str(root), 16)
+
+
+TRAIN_BOMB = r"""
+import json, resource, sys
+from keras_classics import training
+try:
+    training.train("wrn_10_1", sys.argv[1], epochs=1, batch_size=4, image_size=16,
+                   output=sys.argv[2], verbose=0)
+    message = None
+except ValueError as err:
+    message = str(err)
+print(json.dumps({"message": message,
+                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def test_a_decompression_bomb_in_a_training_folder_is_named_before_decoding(tmp_path):
+    """A 1 MB PNG of 20000x20000 pixels (1.2 GB decoded, 4.8 GB as float32) among the
+    training images: refused by its header, the file named, in a process that stays
+    below 2 GB."""
+    write_images(tmp_path / "imgs", {"cat": 10, "dog": 10})
+    bomb = tmp_path / "imgs" / "dog" / "9.png"
+    bomb.write_bytes(png_of_size(20000, 20000))
+    res = subprocess.run([sys.executable, "-c", TRAIN_BOMB, str(tmp_path / "imgs"),
+                          str(tmp_path / "run")], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["message"] and out["message"].startswith(
+        f"{bomb}: image too large: 20000 x 20000 in 1 frame(s) = 400000000 pixels"), out
+    assert "remove or replace it and rerun" in out["message"]
+    assert out["max_rss_mb"] < 2048, out
 
 
 def test_rerun_with_other_settings_is_refused_until_overwrite(tmp_path, capsys, caplog):

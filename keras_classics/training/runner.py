@@ -178,8 +178,8 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, pres
         except tf.errors.InvalidArgumentError:
             bad = data.unreadable()
             if bad:
-                raise ValueError(f"{bad[0]}: not a readable image ({bad[1]}); remove it and "
-                                 "rerun: the run resumes from its last checkpoint") from None
+                raise ValueError(f"{bad[0]}: {bad[1]}; remove or replace it and rerun: the "
+                                 "run resumes from its last checkpoint") from None
             raise
     finally:
         if held:
