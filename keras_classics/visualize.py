@@ -34,7 +34,7 @@ require_tensorflow("keras_classics.visualize (tf.GradientTape)")
 import tensorflow as tf  # noqa: E402
 from keras.applications import imagenet_utils
 
-from . import datasets
+from . import datasets, images as image_files
 from .layers import LocalResponseNormalization
 from .preprocessing import MODES
 from .registry import resolve
@@ -90,6 +90,9 @@ def check_image_model(model):
     if len(model.output_shape) != 2:
         raise ValueError(f"{model.name} outputs {model.output_shape}: visualize needs class "
                          "scores (batch, classes); build it with include_top=True")
+    if not any(isinstance(l, keras.layers.Conv2D) for l in model.layers):
+        raise ValueError(f"{model.name} has no Conv2D layer: visualize shows a convnet's "
+                         "filters, feature maps and projections")
 
 
 def conv_layers(model):
@@ -129,6 +132,17 @@ def _channel(model, layer, channel):
     count = model.get_layer(layer).output.shape[-1]
     if not 0 <= channel < count:
         raise ValueError(f"layer {layer!r} has channels 0..{count - 1}, got {channel}")
+
+
+def read_image(path, model):
+    """An image file as a float32 RGB batch of one at ``model``'s input size, decoded and
+    resized as training reads a folder dataset (TensorFlow's decoder: a 16-bit PNG becomes 8
+    bits, EXIF orientation is not applied) and refused above the serving pixel cap; a
+    ValueError naming the file when it is not an image."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such image file")
+    image = tf.cast(image_files.read(path), tf.float32)
+    return tf.image.resize(image, model.input_shape[1:3]).numpy()[None]
 
 
 def at_input_size(model, images):
@@ -524,6 +538,9 @@ def report(model, mode, out, images, labels=None, index=0, layer=None, channel=N
     projections.png, occlusion.png, grad_cam.png. Returns the paths written."""
     if not 0 <= index < len(images):
         raise ValueError(f"index must be in 0..{len(images) - 1}, got {index}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} exists and is not a directory; give a folder")
+    check_image_model(model)
     layer = _feature_layer(model, layer)
     if channel is not None:
         _channel(model, layer, channel)

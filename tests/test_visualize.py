@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 
 import keras_classics as kc
-from keras_classics import visualize as V
+from keras_classics import datasets, visualize as V
 from keras_classics.layers import LocalResponseNormalization
 from conftest import assert_close, call_tool
-
+from hostile_files import png_of_size
 
 
 def random_image(size, seed=0):
@@ -293,7 +293,7 @@ def test_cli_on_a_registry_name_and_an_image_file(tmp_path):
     (["--layer", "fc6"], r"layer 'fc6' outputs \(None, 4096\), not a feature map.*allowed: "
                          ".*conv2"),
     (["--layer", "conv2", "--channel", "256"], r"layer 'conv2' has channels 0..255, got 256"),
-    (["--image", "missing.jpg"], "no such image: missing.jpg"),
+    (["--image", "missing.jpg"], "missing.jpg: no such image file"),
     (["--index", "-1"], "must be zero or more"),
 ])
 def test_cli_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, args, message):
@@ -302,6 +302,56 @@ def test_cli_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, args, messa
     res = call_tool("visualize", "zfnet", "--image-size", 64, "--out", tmp_path / "viz", *args)
     assert res.returncode == 2 and re.search(message, res.stderr), res.stderr
     assert not (tmp_path / "viz").exists()
+
+
+def test_cli_hostile_images_and_outputs_are_one_line_and_write_nothing(tmp_path):
+    """A text file named .png, a 1 MB PNG of 20000x20000 pixels, --out naming a file and a
+    .keras model with no convolution: one line naming the file, exit 2, nothing written."""
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "huge.png").write_bytes(png_of_size(20000, 20000))
+    images, _, _ = V.dataset_images("digits", 32, limit=1)
+    keras.utils.save_img(tmp_path / "digit.png", images[0].astype("uint8"))
+    (tmp_path / "file").write_text("keep me")
+    inp = keras.Input((8, 8, 3))
+    keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(inp))).save(
+        tmp_path / "dense.keras")
+    zfnet = ["zfnet", "--image-size", 64]
+    for args, message in (
+            ([*zfnet, "--image", tmp_path / "text.png"],
+             f"{tmp_path / 'text.png'}: each input must be a JPEG, PNG, GIF or BMP image"),
+            ([*zfnet, "--image", tmp_path / "huge.png"],
+             f"{tmp_path / 'huge.png'}: image too large: 20000 x 20000 in 1 frame"),
+            ([*zfnet, "--image", tmp_path / "digit.png", "--out", tmp_path / "file"],
+             f"--out {tmp_path / 'file'} exists and is not a directory"),
+            ([tmp_path / "dense.keras"], "has no Conv2D layer")):
+        out = ["--out", tmp_path / "viz"] if "--out" not in args else []
+        res = call_tool("visualize", *args, *out)
+        assert res.returncode == 2 and message in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "viz").exists()
+    assert (tmp_path / "file").read_text() == "keep me"
+
+
+def test_a_16_bit_png_is_seen_as_training_sees_it(tmp_path):
+    """A 16-bit grey PNG of mid grey: visualize decodes it as a folder dataset does
+    (TensorFlow's 8-bit reduction, 128), not saturated (Pillow's load_img gave 255)."""
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(np.full((24, 20), 32768 + 64 * i, np.uint16)).save(
+                tmp_path / "imgs" / cls / f"{i}.png")
+    path = tmp_path / "imgs" / "a" / "0.png"
+    assert Image.open(path).mode.startswith("I;16")
+    model = kc.get_model("zfnet", input_shape=(64, 64, 3), classes=2)
+    seen = V.read_image(str(path), model)
+    data = datasets.folder(str(tmp_path / "imgs"), 64)
+    data.train = datasets.Files([str(path)], np.zeros(1, "int32"))
+    trained_on = next(iter(data.pipeline("train", 1, preprocessing=None)))[0].numpy()
+    assert seen.shape == trained_on.shape == (1, 64, 64, 3)
+    assert_close(seen, trained_on, rtol=0, atol=1e-4)
+    assert abs(float(seen.mean()) - 128) < 1
 
 
 def test_a_model_that_is_not_an_image_classifier_is_refused(tmp_path):

@@ -9,9 +9,6 @@ Writes PNG files into --out and prints their paths; the views are described in
 keras_classics/visualize.py.
 """
 import argparse
-import os
-
-import keras
 
 from keras_classics import cli, visualize
 
@@ -44,12 +41,8 @@ def main(argv=None, prog=None):
     try:
         model, mode = visualize.load(args.model, args.weights, args.image_size)
         size = model.input_shape[1]
-        if args.image:
-            if not os.path.isfile(args.image):
-                raise FileNotFoundError(f"no such image: {args.image}")
-            img = keras.utils.img_to_array(keras.utils.load_img(
-                args.image, target_size=model.input_shape[1:3]))
-            images, labels, names = img[None], None, None
+        if args.image:  # decoded as training decodes a folder's files
+            images, labels, names = visualize.read_image(args.image, model), None, None
         else:
             images, labels, names = visualize.dataset_images(
                 args.dataset, size, limit=max(args.limit, args.index + 1),
