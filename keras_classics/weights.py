@@ -20,7 +20,7 @@ import urllib.request
 import filelock
 import keras
 
-from .assign import assign_legacy, load_weights, read_legacy_h5  # noqa: F401 (load_weights: API)
+from .assign import load_legacy_h5, load_weights  # noqa: F401 (load_weights: API)
 from .convert import convert_checkpoint
 
 CHUNK = 1 << 20
@@ -249,7 +249,7 @@ def load_imagenet(model, weights_key, include_top=True, progress=True):
     if source.source == "keras":
         url, file_hash = (source.url, source.file_hash) if include_top else \
             (source.notop_url, source.notop_hash)
-        assign_legacy(model, read_legacy_h5(fetch(url, file_hash, progress=progress)))
+        load_legacy_h5(model, fetch(url, file_hash, progress=progress))
         return _attach(model, source)
     converted = converted_path(source, include_top)
     with _lock(converted):

@@ -2,6 +2,9 @@
 converted on first use, all through loopback HTTP (no network here), and bad files refused."""
 import dataclasses
 import hashlib
+import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -283,9 +286,31 @@ def test_unwritable_cache_falls_back_to_tmp_then_says_permissions(tmp_path, monk
         weights.cache_dir()
 
 
-@pytest.mark.parametrize("trick", ["soft link", "external link", "external storage"])
+@pytest.mark.parametrize("trick", ["soft link", "external link", "external storage",
+                                   "model_weights soft link", "model_weights external link"])
 def test_h5_files_that_reach_other_files_are_refused(tmp_path, trick):
+    """Links inside a layer group, external storage, and ``/model_weights`` itself (the
+    group of a Keras 2 model file) as a soft link or a link into another file: refused,
+    the model untouched."""
     model = kc.ResNet18(include_top=False, input_shape=(32, 32, 3))
+    if trick.startswith("model_weights"):  # a Keras 2 model file's layout, its group a link
+        other = save_legacy_h5(model, tmp_path / "other.h5")
+        path = tmp_path / "r18.h5"
+        with h5py.File(path, "w") as f:
+            if trick.endswith("soft link"):
+                with h5py.File(other, "r") as o:
+                    o.copy(o["/"], f, "hidden")
+                f["model_weights"] = h5py.SoftLink("/hidden")
+            else:
+                f["model_weights"] = h5py.ExternalLink(str(other), "/")
+        target = kc.ResNet18(include_top=False, input_shape=(32, 32, 3))
+        before = [w.copy() for w in target.get_weights()]
+        with pytest.raises(ValueError, match=r"r18\.h5: group 'model_weights' is an HDF5 "
+                                             r"(SoftLink|ExternalLink)"):
+            weights.load_weights(target, path)
+        for a, b in zip(before, target.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        return
     path = save_legacy_h5(model, tmp_path / "r18.h5")
     secret = tmp_path / "secret.bin"
     with h5py.File(path, "r+") as f:
@@ -311,6 +336,57 @@ def test_h5_files_that_reach_other_files_are_refused(tmp_path, trick):
         weights.load_weights(target, path)
     for a, b in zip(before, target.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+H5_BOMB = r"""
+import json, resource, sys
+import keras
+from keras_classics import weights
+inp = keras.Input((int(sys.argv[2]),))
+model = keras.Model(inp, keras.layers.Dense(4096, name="fc")(inp))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    weights.load_weights(model, sys.argv[1])
+    message = None
+except ValueError as err:
+    message = str(err)
+growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"message": message, "growth_mb": growth / 1024}))
+"""
+
+
+@pytest.mark.parametrize("rows,declared,written,refusal", [
+    (2048, (2 ** 19, 4096), 0, r"dataset 'fc/kernel:0' declares 8192 MiB \(524288, 4096\) "
+                               "but stores 0 bytes: a decompression bomb"),
+    (2048, (96, 4096 * 1024), 600_000,
+     r"layer 'fc' does not match the file: model shapes \[\(2048, 4096\), \(4096,\)\], "
+     r"file shapes \[\(96, 4194304\)"),
+    (4096, (4096, 4096), 0, r"dataset 'fc/kernel:0' declares 64 MiB \(4096, 4096\) but "
+                            "stores 0 bytes: a decompression bomb")])
+def test_h5_size_bombs_are_refused_before_reading(tmp_path, rows, declared, written, refusal):
+    """Small .h5 files whose dataset declares 8 GiB or 64 MiB (the model's own shape) and
+    stores nothing but a fill value, or declares 1.5 GiB with 2.4 MB stored (more than Keras'
+    1/1000 rule asks) in a shape that is not the model's: refused before the dataset is read,
+    in a process that grows < 200 MB."""
+    path = tmp_path / "bomb.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [b"fc"]
+        g = f.create_group("fc")
+        g.attrs["weight_names"] = [b"fc/kernel:0", b"fc/bias:0"]
+        kernel = g.create_dataset("fc/kernel:0", shape=declared, dtype="float32",
+                                  chunks=(64, 1024), compression="gzip", fillvalue=1.0)
+        if written:
+            kernel[0, :written] = np.random.default_rng(0).normal(size=written)
+        g.create_dataset("fc/bias:0", data=np.zeros(4096, "float32"))
+    assert path.stat().st_size < 5 * written + 100_000
+    res = subprocess.run([sys.executable, "-c", H5_BOMB, str(path), str(rows)],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["message"] and out["message"].startswith(f"{path}: ")
+    assert re.search(refusal, out["message"]), out["message"]
+    assert out["growth_mb"] < 200, out
 
 
 def test_imagenet_checks_before_building():
