@@ -36,6 +36,22 @@ class Data:
     test: object
     num_train: int
     class_names: list = None
+    # where a folder dataset's files are: its absolute path and a digest of its file list
+    # (names, sizes), part of a run's settings so a resume cannot switch folders
+    source: dict = None
+
+    def non_finite(self):
+        """Where the training arrays hold NaN or infinity (e.g. "3 values in 1 image, the
+        first image 17"), or None; files and tensorflow-datasets decode to finite pixels."""
+        if not isinstance(self.train, tuple):
+            return None
+        x = np.asarray(self.train[0])
+        bad = ~np.isfinite(x.reshape(len(x), -1))
+        if not bad.any():
+            return None
+        images = np.flatnonzero(bad.any(1))
+        return (f"{int(bad.sum())} NaN or infinite values in {len(images)} image(s), the "
+                f"first training image {int(images[0])}")
 
     def unreadable(self):
         """(path, reason) of the first file of a folder dataset that does not decode, or
@@ -289,7 +305,19 @@ def folder(path, image_size, seed=0):
             splits[split][1].extend([label] * len(part))
     train, val, test = (Files(p, np.array(y, "int32")) for p, y in splits.values())
     return Data(os.path.basename(os.path.normpath(path)), len(files), image_size, train, val,
-                test, len(train.paths), list(files))
+                test, len(train.paths), list(files), _source(path, files))
+
+
+def _source(path, files):
+    """``{"path": absolute path, "files": sha256 of every file's name and size}``."""
+    import hashlib
+
+    root = os.path.realpath(path)
+    digest = hashlib.sha256()
+    for name in files:
+        for f in files[name]:
+            digest.update(f"{os.path.relpath(f, path)}\0{os.path.getsize(f)}\n".encode())
+    return {"path": root, "files": digest.hexdigest()}
 
 
 def _not_an_image(path):

@@ -87,6 +87,75 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
     assert not list(tmp_path.glob("checkpoints/ckpt-*"))  # nothing bad was saved
 
 
+def checkpoint_loss(path, image_size=16):
+    """The training-mode loss (batch statistics, as the step after a resume computes it) of
+    a checkpoint's weights on 128 training digits."""
+    import tensorflow as tf
+
+    net = resolve("wrn_10_1").build(classes=10, input_shape=(image_size, image_size, 3))
+    tf.train.Checkpoint(model=net).read(path).expect_partial()
+    x, y = next(iter(datasets.digits(image_size).pipeline("train", 128, shuffle=False)))
+    return float(np.mean(keras.losses.sparse_categorical_crossentropy(
+        y, net(x, training=True))))
+
+
+def test_an_exploding_loss_stops_the_run_and_no_exploded_checkpoint_is_named_good(tmp_path):
+    """--lr 1000, a checkpoint every step: the loss explodes (1e3 at step 4 here) before it
+    is NaN, and every checkpoint written on the way holds weights whose loss is far above an
+    untrained model's (174 and 2255 here against ln 10 = 2.3). The run stops at the
+    explosion and names none of them good; its advice names --overwrite (a rerun with
+    another --lr is refused otherwise)."""
+    with pytest.raises(training.TrainingDiverged) as err:
+        training.train("wrn_10_1", epochs=2, batch_size=32, image_size=16, lr=1000.0,
+                       output=str(tmp_path), verbose=0, checkpoint_every=1,
+                       steps_per_execution=1)
+    message = str(err.value)
+    assert "above 100: diverging" in message or "nan" in message or "inf" in message
+    assert "--overwrite or another --output" in message
+    assert "No checkpoint of this run is good" in message, message
+    written = list(tmp_path.glob("checkpoints/ckpt-*.index"))
+    assert written
+    for index in written:
+        assert not checkpoint_loss(str(index.with_suffix(""))) < 2 * np.log(10), index
+
+
+def test_a_checkpoint_followed_by_sane_steps_is_named_good(tmp_path):
+    """A healthy epoch, then weights blown up by a callback at the epoch's end, after its
+    checkpoint (ckpt-33): the next step explodes. The checkpoint named good is the newest
+    one whose following steps had a sane loss (ckpt-30); the one the explosion followed is
+    not vouched for (here it was written just before the blow-up; after --lr 1000 such a
+    checkpoint holds the exploded weights)."""
+    class Blowup(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            for w in self.model.trainable_weights:
+                w.assign(w * 1e4)
+
+    with pytest.raises(training.TrainingDiverged) as err:
+        training.train("wrn_10_1", epochs=2, batch_size=32, image_size=16,
+                       output=str(tmp_path), verbose=0, checkpoint_every=3,
+                       steps_per_execution=3, callbacks=[Blowup()])
+    message = str(err.value)
+    assert "at epoch 2, step" in message
+    good = message.split("the run's first) is ")[1].split(". Lower")[0]
+    assert (tmp_path / "checkpoints" / "ckpt-33.index").exists()
+    assert good.endswith("ckpt-30"), message
+    assert checkpoint_loss(good) < 2 * np.log(10)
+
+
+def test_non_finite_training_data_is_reported_as_the_cause(tmp_path):
+    """One NaN pixel makes the loss NaN: the message names the data, not the learning rate."""
+    data = datasets.digits(16)
+    x, y = data.train
+    x = x.copy()
+    x[17, 3, 4, 0] = np.nan
+    data.train = (x, y)
+    with pytest.raises(training.TrainingDiverged,
+                       match=r"the training data is not finite \(1 NaN or infinite values in "
+                             r"1 image\(s\), the first training image 17\); fix the data"):
+        training.train("wrn_10_1", epochs=1, batch_size=32, image_size=16, data=data,
+                       output=str(tmp_path), verbose=0, checkpoint_every=0)
+
+
 def test_a_batch_the_replicas_cannot_split_is_refused(tmp_path):
     # two replicas training, with --jit: tests/test_readme.py (the README's command)
     bad = run(SMALL + ["--strategy", "mirrored", "--cpu-replicas", "2", "--batch-size", "33",
@@ -698,6 +767,65 @@ def test_corrupt_checkpoint_is_a_clear_error_and_assigns_nothing(tmp_path):
             ckpts.peek(prefix)
         for x, y in zip(before, net.get_weights()):  # peek assigns nothing
             np.testing.assert_array_equal(x, y)
+
+
+def test_deleting_a_corrupt_newest_checkpoint_resumes_from_the_older_one(tmp_path, capsys):
+    """The corrupt-checkpoint advice followed: its files deleted, the rerun resumes from the
+    older checkpoint (not from epoch 1, pruning it), the settings guard still applies; with
+    every listed checkpoint's files gone the run is refused, not started afresh."""
+    import shutil
+
+    kw = dict(epochs=2, batch_size=32, image_size=16, verbose=1, steps_per_execution=100)
+    out = tmp_path / "run"
+    training.train("wrn_10_1", **kw, output=str(out), checkpoint_every=0)
+    shutil.copytree(out / "checkpoints", tmp_path / "saved")
+    names = sorted((p.name[:-6] for p in (out / "checkpoints").glob("ckpt-*.index")),
+                   key=lambda n: int(n[5:]))
+    assert len(names) == 2
+    older, newest = names
+    prefix = corrupt(out / "checkpoints", "truncated")
+    assert prefix.endswith(newest)
+    with pytest.raises(training.CorruptCheckpoint,
+                       match=rf"Delete its files \({newest}\.\*\) to resume from {older}"):
+        training.train("wrn_10_1", **kw, output=str(out))
+    for f in (out / "checkpoints").glob(f"{newest}.*"):
+        f.unlink()
+    with pytest.raises(training.RunMismatch, match="learning_rate"):
+        training.train("wrn_10_1", **kw, output=str(out), lr=0.01)
+    capsys.readouterr()
+    result = training.train("wrn_10_1", **kw, output=str(out))
+    assert f"resuming from {out / 'checkpoints' / older}: epoch 2" in capsys.readouterr().out
+    assert result.summary["epochs"] == 2
+    listed = training.checkpoints.Checkpoints(str(out), result.model, keras.optimizers.SGD())
+    assert all(os.path.exists(p + ".index") for p in listed.listed())
+    # every checkpoint the index names is gone: refused, nothing started
+    gone = tmp_path / "gone"
+    shutil.copytree(tmp_path / "saved", gone / "checkpoints")
+    for f in (gone / "checkpoints").glob("ckpt-*"):
+        f.unlink()
+    with pytest.raises(training.CorruptCheckpoint, match=rf"names {older}, {newest} but their "
+                                                          "files are missing.*--overwrite"):
+        training.train("wrn_10_1", **kw, output=str(gone))
+    assert sorted(os.listdir(gone / "checkpoints")) == ["checkpoint"]
+
+
+def test_a_resume_on_another_folder_of_the_same_name_and_size_is_refused(tmp_path):
+    """The settings hold the folder's absolute path and a digest of its files (names,
+    sizes): the same run on a copy elsewhere, or on a folder whose images changed, is
+    refused, naming the setting."""
+    import shutil
+
+    write_images(tmp_path / "a" / "pets", {"cat": 10, "dog": 10})
+    shutil.copytree(tmp_path / "a" / "pets", tmp_path / "b" / "pets")
+    kw = dict(epochs=1, batch_size=4, image_size=16, verbose=0, output=str(tmp_path / "run"))
+    training.train("wrn_10_1", str(tmp_path / "a" / "pets"), **kw)
+    with pytest.raises(training.RunMismatch, match=r"data_source: \{'path': "
+                                                   rf"'{tmp_path / 'a' / 'pets'}'"):
+        training.train("wrn_10_1", str(tmp_path / "b" / "pets"), **kw)
+    keras.utils.save_img(tmp_path / "a" / "pets" / "dog" / "3.png",
+                         np.zeros((30, 30, 3), "uint8"))  # same name, other image
+    with pytest.raises(training.RunMismatch, match="data_source"):
+        training.train("wrn_10_1", str(tmp_path / "a" / "pets"), **kw)
 
 
 def test_a_second_training_on_the_same_output_is_refused(tmp_path):

@@ -62,20 +62,45 @@ class Checkpoints:
         self.directory = os.path.join(output, "checkpoints")
         self.state = tf.Variable("", dtype=tf.string, trainable=False)
         self.checkpoint = tf.train.Checkpoint(model=net, optimizer=optimizer, loop=self.state)
-        self.chief = chief
+        self.chief, self.keep = chief, keep
         write_dir = self.directory if chief else tempfile.mkdtemp(prefix="ckpt-worker-")
         self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=keep)
 
-    def latest(self):
-        """The newest checkpoint's path prefix, or None."""
-        if not os.path.isdir(self.directory):
-            return None
+    def listed(self):
+        """The checkpoints the index names, oldest first (missing files included)."""
         try:
-            return tf.train.latest_checkpoint(self.directory)
+            state = tf.train.get_checkpoint_state(self.directory)
         except Exception as err:  # a damaged "checkpoint" index file
             raise CorruptCheckpoint(f"{self.directory}/checkpoint: unreadable "
                                     f"({type(err).__name__}); delete it or rerun with "
                                     "--overwrite") from None
+        if state is None:
+            return []
+        paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+        return [p if os.path.isabs(p) else os.path.join(self.directory, p) for p in paths]
+
+    def latest(self):
+        """The newest checkpoint whose files are all there, or None when the index names
+        none. Checkpoints the index names without their files (deleted by hand) are dropped
+        from it, so the manager never prunes one it did not write; when the index names
+        only missing checkpoints, the run is refused rather than started afresh over them."""
+        if not os.path.isdir(self.directory):
+            return None
+        listed = self.listed()
+        present = [p for p in listed if os.path.exists(p + ".index")]
+        if not listed:
+            return None
+        if not present:
+            raise CorruptCheckpoint(
+                f"{self.directory}/checkpoint names {', '.join(map(os.path.basename, listed))} "
+                "but their files are missing: nothing to resume from. Rerun with --overwrite "
+                "to start afresh (or restore the files)")
+        if present != listed and self.chief:  # drop the missing ones from the index
+            tf.compat.v1.train.update_checkpoint_state(
+                self.directory, present[-1], all_model_checkpoint_paths=present)
+            self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
+                                                      max_to_keep=self.keep)
+        return present[-1]
 
     def peek(self, path):
         """The loop state stored at ``path``, after reading (and so checksumming) every tensor
@@ -87,10 +112,12 @@ class Checkpoints:
             return json.loads(reader.get_tensor(STATE_KEY).decode())
         except Exception as err:
             detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            older = [p for p in self.listed() if p != path and os.path.exists(p + ".index")]
+            then = (f"Delete its files ({os.path.basename(path)}.*) to resume from "
+                    f"{os.path.basename(older[-1])}, or rerun" if older else "Rerun")
             raise CorruptCheckpoint(
                 f"{path}: damaged or incomplete checkpoint ({type(err).__name__}: {detail}); "
-                "nothing was loaded. Delete it to resume from an older one, or rerun with "
-                "--overwrite to start afresh") from None
+                f"nothing was loaded. {then} with --overwrite to start afresh") from None
 
     def restore(self, path):
         """Every object of the run gets its value; the checkpoint's ``save_counter`` (written

@@ -57,6 +57,12 @@ def fuse_pays(net, optimizer, strategy, steps):
         params >= FUSE_MIN_PARAMS and params * steps >= FUSE_MIN_UPDATES
 
 
+# A cross-entropy above this is divergence, not learning: at initialisation it is ln(classes)
+# (6.9 for ImageNet); a step's loss only gets here when the weights are exploding (with
+# --lr 1000, 1.7e18 one step before the NaN), and the checkpoint before it is not good.
+DIVERGED_LOSS = 100.0
+
+
 class StepLoop:
     """Training and evaluation steps of ``net`` with ``optimizer`` under ``strategy``.
 
@@ -90,7 +96,8 @@ class StepLoop:
                 x, y = next(iterator)
                 loss, hits = strategy.run(replica_step, args=(x, y))
                 loss = strategy.reduce(SUM, loss, None)
-                first_bad = tf.where((first_bad < 0) & ~tf.math.is_finite(loss), i, first_bad)
+                bad = ~tf.math.is_finite(loss) | (loss > DIVERGED_LOSS)
+                first_bad = tf.where((first_bad < 0) & bad, i, first_bad)
                 return (i + 1, loss_sum + loss, correct + strategy.reduce(SUM, hits, None),
                         first_bad)
 

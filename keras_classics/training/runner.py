@@ -18,7 +18,7 @@ from .. import datasets
 from ..registry import model_info, resolve
 from ..weights import preprocessing_of, weights_info
 from . import checkpoints as ckpt_lib, outputs
-from .loop import StepLoop, fuse_pays
+from .loop import DIVERGED_LOSS, StepLoop, fuse_pays
 from .presets import PRESETS, get_preset, make_optimizer, plateau_update, schedule
 from .precision import precision as policy_scope, resolve_precision
 from .strategy import make_strategy, strategy_name, worker_role
@@ -130,7 +130,8 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, pres
                 "preprocessing": preprocessing, "seed": seed, "replicas": replicas,
                 "precision": policy, "learning_rate": base_lr,
                 "model_kwargs": {k: v for k, v in (model_kwargs or {}).items()},
-                **{f"preset.{k}": v for k, v in dataclasses.asdict(rec).items()}}
+                **{f"preset.{k}": v for k, v in dataclasses.asdict(rec).items()},
+                **({"data_source": data.source} if data.source else {})}
     settings = _jsonable(settings)
 
     # Everything above only read; the output directory is created now, and locked.
@@ -186,6 +187,25 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, pres
             held.release()
 
 
+def _diverged(data, loss_sum, epoch, step, lr, good):
+    """What to say when a step's loss is not finite or above ``DIVERGED_LOSS``: bad data
+    first (NaN or infinite pixels), else the learning rate, with the checkpoint to keep."""
+    what = "nan" if math.isnan(loss_sum) else "inf" if math.isinf(loss_sum) else \
+        f"{loss_sum:.3g} (above {DIVERGED_LOSS:g}: diverging)"
+    where = f"at epoch {epoch + 1}, step {step}"
+    bad = data.non_finite()
+    if bad:
+        return (f"the loss became {what} {where}: the training data is not finite ({bad}); "
+                "fix the data, then rerun with --overwrite or another --output")
+    kept = (f"The last good checkpoint (the steps from its weights had a loss within twice "
+            f"the run's first) is {good}." if good else "No checkpoint of this run is good (the "
+            "steps from each had a loss above twice the run's first).")
+    return (f"the loss became {what} {where} (learning rate {lr:.3g}); stopped without "
+            f"saving. {kept} Lower the learning rate "
+            "(--lr) and rerun with --overwrite or another --output (a run's settings are "
+            "fixed once it has started)")
+
+
 def _jsonable(value):
     return json.loads(json.dumps(value))
 
@@ -222,11 +242,15 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
     cbs = keras.callbacks.CallbackList(list(callbacks) if chief else [], model=net)
 
     saved_at = {"step": state["global_step"]}  # the run's step at its last checkpoint
+    # checkpoints known to be good: the steps run from their weights had a loss near the
+    # run's first (a checkpoint written while the loss explodes holds the exploded weights)
+    sane, pending = set(), [ckpts.manager.latest_checkpoint]
 
     def save():
         loop.sync_stats()
         ckpts.save(state, state["global_step"])
         saved_at["step"] = state["global_step"]
+        pending[0] = ckpts.manager.latest_checkpoint
 
     # one pipeline per held-out split for the whole run (nothing random in it), in batches
     # of at least 64: inference keeps no activations for gradients, and small batches
@@ -265,12 +289,14 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
                 lr_now = float(optimizer.learning_rate)
                 loss_sum, correct, bad = loop.train(iterator, n)
                 if bad >= 0:
-                    last = ckpts.latest()
-                    raise TrainingDiverged(
-                        f"the loss became {'nan' if math.isnan(loss_sum) else 'inf'} at epoch "
-                        f"{epoch + 1}, step {state['step'] + bad + 1} (learning rate "
-                        f"{lr_now:.3g}); stopped without saving, the last good checkpoint is "
-                        f"{last or 'none'}. Lower the learning rate (--lr) and rerun")
+                    good = [p for p in ckpts.manager.checkpoints if p in sane]
+                    raise TrainingDiverged(_diverged(data, loss_sum, epoch,
+                                                     state["step"] + bad + 1, lr_now,
+                                                     good[-1] if good else None))
+                state.setdefault("first_loss", loss_sum / n)
+                if pending[0] and loss_sum / n <= 2 * state["first_loss"]:
+                    sane.add(pending[0])
+                pending[0] = None
                 state["step"] += n
                 state["global_step"] += n
                 state["images"] += n * batch
