@@ -195,7 +195,7 @@ def parity(reference, candidate, tolerance=1e-3):
 
 
 def export_tflite(model, path, fuse_bn=True, image_size=None, check=True,
-                  preprocessing=None, overwrite=True):
+                  preprocessing=None, overwrite=False):
     """Convert ``model`` to a TFLite flatbuffer at ``path`` taking one float32 preprocessed
     image ``[1, H, W, 3]`` and returning the model's outputs. BNs are folded and the model is
     rebuilt in float32 (a mixed-precision model converts too); only TFLite's built-in ops.
@@ -204,7 +204,8 @@ def export_tflite(model, path, fuse_bn=True, image_size=None, check=True,
     (resized and preprocessed with ``preprocessing``, by default the model's) and compared
     with the Keras model; the file is only kept when every output is finite, the largest
     difference is within 1e-3 of the output range (3e-2 for a model computing in 16 bits) and
-    no top-1 disagreement is decisive (:func:`parity`). Returns ``(path, report)``."""
+    no top-1 disagreement is decisive (:func:`parity`). An existing ``path`` is only
+    replaced with ``overwrite`` (as :func:`export_saved_model`). Returns ``(path, report)``."""
     size = _image_input(model, image_size)
     if not str(path).endswith(".tflite"):
         raise ValueError(f"{path}: a TFLite file name ends with .tflite")

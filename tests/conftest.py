@@ -94,7 +94,8 @@ def load_tool(name):
 
 def call_tool(name, *args):
     """``python tools/NAME.py ARGS``, run in this process (the tools are thin shims over
-    ``keras_classics.cli.NAME.main(argv)``): an object with ``returncode``, ``stdout`` and ``stderr``."""
+    ``keras_classics.cli.main.run(NAME, argv)``): an object with ``returncode``, ``stdout``
+    and ``stderr``."""
     import contextlib
     import io
     import types
@@ -102,7 +103,9 @@ def call_tool(name, *args):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            code = load_tool(name).main([str(a) for a in args]) or 0
+            from keras_classics.cli.main import run
+
+            code = run(name, [str(a) for a in args], prog=f"{name}.py")
         except SystemExit as exit_:
             code = exit_.code
     return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())

@@ -643,6 +643,9 @@ def small_keras(tmp_path):
     ("not_images", "does not take RGB images: its inputs are [(None, 10)]"),
     ("max_pixels", "--max-pixels: must be a positive integer, got 0"),
     ("top_k", "--top-k: must be a positive integer, got 0"),
+    ("lambda", "{tmp}/lambda.keras: not a loadable .keras model: "),
+    ("garbage", "{tmp}/garbage.keras: not a loadable .keras model: "),
+    ("tflite_exists", "{tmp}/serve/model.tflite exists; pass overwrite=True"),
 ])
 def test_export_cli_bad_input_is_one_line_and_writes_nothing(case, message, small_keras,
                                                               tmp_path, capsys):
@@ -650,7 +653,8 @@ def test_export_cli_bad_input_is_one_line_and_writes_nothing(case, message, smal
     model, out = str(small_keras), str(tmp_path / "serve")
     extra = {"labels": ["--labels", str(tmp_path / "missing.txt")],
              "out_file": [], "unwritable": [], "not_images": [],
-             "max_pixels": ["--max-pixels", "0"], "top_k": ["--top-k", "0"]}[case]
+             "max_pixels": ["--max-pixels", "0"], "top_k": ["--top-k", "0"], "lambda": [],
+             "garbage": [], "tflite_exists": ["--format", "tflite"]}[case]
     if case == "out_file":
         out = str(tmp_path / "file")
     if case == "unwritable":
@@ -659,14 +663,28 @@ def test_export_cli_bad_input_is_one_line_and_writes_nothing(case, message, smal
         inp = keras.Input((10,))
         keras.Model(inp, keras.layers.Dense(3)(inp)).save(tmp_path / "dense.keras")
         model = str(tmp_path / "dense.keras")
-    before = sorted(os.listdir(tmp_path))
+    if case == "lambda":  # Keras refuses it in safe mode, with its config in the message
+        inp = keras.Input((16, 16, 3))
+        keras.Model(inp, keras.layers.Lambda(lambda x: x * 2)(inp)).save(
+            tmp_path / "lambda.keras")
+        model = str(tmp_path / "lambda.keras")
+    if case == "garbage":
+        (tmp_path / "garbage.keras").write_bytes(os.urandom(4000))
+        model = str(tmp_path / "garbage.keras")
+    if case == "tflite_exists":
+        (tmp_path / "serve").mkdir()
+        (tmp_path / "serve" / "model.tflite").write_bytes(b"an earlier export")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit) as exit_:
         load_tool("export").main([model, "--out", out, *extra])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert ": error: " in err[-1] and message.format(tmp=tmp_path) in err[-1], err
-    assert "Traceback" not in "\n".join(err)
-    assert sorted(os.listdir(tmp_path)) == before  # nothing written
+    errors = [line for line in err if ": error: " in line]
+    assert errors == [err[-1]], err  # the usage, then one line: no Keras trace or config
+    assert all(line.startswith(("usage:", " ")) for line in err[:-1]), err
+    assert message.format(tmp=tmp_path) in err[-1], err
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # nothing written or replaced
 
 
 def test_a_non_square_model_is_served_at_its_height_and_width(tmp_path):

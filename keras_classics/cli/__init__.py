@@ -71,6 +71,14 @@ def warn_if_gpus_unused(driver="/proc/driver/nvidia/version"):
     return message
 
 
+def first_line(err, limit=400):
+    """An exception's message on one line: Keras and TensorFlow append tracebacks and whole
+    model configs to theirs."""
+    lines = str(err).strip().splitlines()
+    text = lines[0] if lines else type(err).__name__
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
 def print_rendered(parser, path, markdown):
     """``--render PATH``: print ``markdown(results)`` of a results JSON file the command
     wrote; an unreadable or foreign file is a usage error (exit 2)."""

@@ -59,7 +59,11 @@ def main(argv=None, prog=None):
     existed = os.path.isdir(args.out)
     try:
         if args.model.endswith(".keras"):
-            model = keras.saving.load_model(args.model)
+            try:
+                model = keras.saving.load_model(args.model)
+            except Exception as err:  # Keras' messages carry its traceback and the config
+                raise ValueError(f"{args.model}: not a loadable .keras model: "
+                                 f"{cli.first_line(err)}") from None
             pre = args.preprocessing or training.saved_preprocessing(args.model)
         else:
             model = kc.get_model(args.model, weights=args.weights)
@@ -71,7 +75,7 @@ def main(argv=None, prog=None):
             os.makedirs(args.out, exist_ok=True)
             path, report = export.export_tflite(
                 model, os.path.join(args.out, "model.tflite"), fuse_bn=not args.no_fuse,
-                image_size=args.image_size, preprocessing=pre)
+                image_size=args.image_size, preprocessing=pre, overwrite=args.overwrite)
             print(f"wrote {path} (on {report['images']} held-out digits: top-1 agreement with "
                   f"Keras {report['top1_agreement']:.0%}, max |TFLite - Keras| = "
                   f"{report['max_abs_difference']:.2e}; input: one preprocessed float32 "
@@ -84,7 +88,7 @@ def main(argv=None, prog=None):
     except (ValueError, OSError) as err:
         if not existed and os.path.isdir(args.out) and not os.listdir(args.out):
             os.rmdir(args.out)  # refused: leave nothing behind
-        p.error(str(err) if isinstance(err, ValueError) else
+        p.error(cli.first_line(err) if isinstance(err, ValueError) else
                 f"cannot write {args.out}: {err.strerror or err}")
     print(f"wrote {path} (signatures: serving_default <- encoded images up to "
           f"{args.max_pixels} pixels, predict_images <- float RGB [0, 255]; preprocessing "

@@ -92,8 +92,10 @@ def main(argv=None, prog=None):
         # the classes' names (a folder dataset's folder names) served as labels
         summary["export"] = export_saved_model(model, args.export,
                                                labels=summary["class_names"])
-    with open(os.path.join(args.output, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1, default=float)
+    from keras_classics.training.outputs import atomic_write
+
+    atomic_write(os.path.join(args.output, "summary.json"),
+                 json.dumps(summary, indent=1, default=float))
     print(json.dumps(summary, indent=1, default=float))
     return 0
 

@@ -55,12 +55,45 @@ def main(argv=None):
 
 
 def run(module, argv=None, prog=None):
-    """Command ``module``'s main; a command that needs TensorFlow, in a process that runs
-    Keras on another backend, ends with one line (its module refuses to import), exit 2."""
+    """Command ``module``'s main, its failures that are not bugs said in one line: a command
+    that needs TensorFlow in a process that runs Keras on another backend (exit 2), a
+    diverged training (exit 3), a file that cannot be written or read — read-only or full
+    disk, a file where a folder should be — from Python (``OSError``) or from TensorFlow's
+    file system (``ResourceExhaustedError`` and friends), exit 1. Set
+    ``KERAS_CLASSICS_TRACEBACK=1`` to get the traceback instead."""
     prog = prog or os.path.basename(sys.argv[0])
     try:
         command = importlib.import_module(f"keras_classics.cli.{module}")
     except BackendError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
-    return command.main(argv, prog=prog) or 0
+    try:
+        return command.main(argv, prog=prog) or 0
+    except Exception as err:
+        code, line = _one_line(err)
+        if code is None or os.environ.get("KERAS_CLASSICS_TRACEBACK"):
+            raise
+        print(f"{prog}: error: {line}", file=sys.stderr)
+        return code
+
+
+def _one_line(err):
+    """``(exit code, message)`` for the failures a command reports in one line, else
+    ``(None, None)``: a bug keeps its traceback."""
+    if type(err).__name__ == "TrainingDiverged":
+        return 3, str(err)
+    if isinstance(err, OSError):
+        where = f": {err.filename}" if err.filename else ""
+        return 1, (f"{err.strerror or err}{where} (nothing more was written; free space or "
+                   "choose a writable --output/--out and rerun: runs resume from their last "
+                   "checkpoint)")
+    tf = sys.modules.get("tensorflow")
+    errors = getattr(tf, "errors", None)
+    if errors and isinstance(err, (errors.ResourceExhaustedError, errors.PermissionDeniedError,
+                                   errors.OutOfRangeError, errors.FailedPreconditionError,
+                                   errors.NotFoundError, errors.UnavailableError)):
+        text = (err.message or str(err)).strip().splitlines()[0]
+        text = text.split("}} ")[-1][:400]  # without TensorFlow's node name
+        return 1, (f"{text} (TensorFlow {type(err).__name__}; a full disk or an unwritable "
+                   "--output/--out is the usual cause: free space or choose another and rerun)")
+    return None, None

@@ -126,6 +126,13 @@ class Checkpoints:
 
     def save(self, state, step):
         self.state.assign(json.dumps(state))
-        self.manager.save(checkpoint_number=step)
+        try:
+            self.manager.save(checkpoint_number=step)
+        except Exception:  # a full disk: TensorFlow leaves its half-written ckpt-N_temp
+            for name in os.listdir(self.manager.directory):
+                if name.startswith("ckpt-") and name.endswith("_temp"):
+                    shutil.rmtree(os.path.join(self.manager.directory, name),
+                                  ignore_errors=True)
+            raise
         if not self.chief:  # a worker's copy only exists so that every worker saves
             shutil.rmtree(self.manager.directory, ignore_errors=True)

@@ -187,7 +187,7 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, pres
             held.release()
 
 
-def _diverged(data, loss_sum, epoch, step, lr, good):
+def _diverged(data, loss_sum, epoch, step, lr, good, which=""):
     """What to say when a step's loss is not finite or above ``DIVERGED_LOSS``: bad data
     first (NaN or infinite pixels), else the learning rate, with the checkpoint to keep."""
     what = "nan" if math.isnan(loss_sum) else "inf" if math.isinf(loss_sum) else \
@@ -195,12 +195,12 @@ def _diverged(data, loss_sum, epoch, step, lr, good):
     where = f"at epoch {epoch + 1}, step {step}"
     bad = data.non_finite()
     if bad:
-        return (f"the loss became {what} {where}: the training data is not finite ({bad}); "
+        return (f"the {which}loss became {what} {where}: the training data is not finite ({bad}); "
                 "fix the data, then rerun with --overwrite or another --output")
     kept = (f"The last good checkpoint (the steps from its weights had a loss within twice "
             f"the run's first) is {good}." if good else "No checkpoint of this run is good (the "
             "steps from each had a loss above twice the run's first).")
-    return (f"the loss became {what} {where} (learning rate {lr:.3g}); stopped without "
+    return (f"the {which}loss became {what} {where} (learning rate {lr:.3g}); stopped without "
             f"saving. {kept} Lower the learning rate "
             "(--lr) and rerun with --overwrite or another --output (a run's settings are "
             "fixed once it has started)")
@@ -316,6 +316,11 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
             state["train_seconds"] += time.perf_counter() - t0
             loop.sync_stats()
             val_loss, val_acc = evaluate("val")
+            if not val_loss <= DIVERGED_LOSS:  # NaN too: the last steps' update exploded
+                good = [p for p in ckpts.manager.checkpoints if p in sane]
+                raise TrainingDiverged(_diverged(data, val_loss, epoch, state["step"],
+                                                 float(optimizer.learning_rate),
+                                                 good[-1] if good else None, "validation "))
             row = {"epoch": epoch + 1, "loss": sums[0] / max(state["step"], 1),
                    "accuracy": sums[1] / max(sums[2], 1), "val_loss": val_loss,
                    "val_accuracy": val_acc, "lr": float(optimizer.learning_rate)}
