@@ -8,7 +8,8 @@ version.
 Signatures:
 - ``serving_default``: ``images`` — a batch of encoded JPEG/PNG/GIF/BMP images (``tf.string``)
   → decoded, resized, preprocessed exactly as in training;
-- ``predict_images``: ``images`` — float32 ``[batch, H, W, 3]`` RGB in [0, 255];
+- ``predict_images``: ``images`` — float32 ``[batch, H, W, 3]`` RGB in [0, 255] (NaN or
+  infinity refused);
 both returning ``classes`` (int64, top-k indices), ``probabilities`` (float32, top-k),
 ``scores`` (float32, all classes) and, when labels are given, ``labels`` (string, top-k).
 An empty batch returns empty outputs. ``serving_default`` reads each image's width and height
@@ -104,7 +105,10 @@ def serving_functions(model, image_size, preprocessing="torch", top_k=5, labels=
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32,
                                                 name="images")])
     def serve_float(images):
-        return outputs(images)
+        finite = tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(images)), [
+            "images must be finite RGB values in [0, 255]; got NaN or infinity"])
+        with tf.control_dependencies([finite]):  # NaN pixels gave plausible probabilities
+            return outputs(tf.identity(images))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def serve_bytes(images):  # calls serve_float's one graph: the model is traced once

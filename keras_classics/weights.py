@@ -63,8 +63,11 @@ def _matches(digest, file_hash):
 
 
 def file_hash_of(path, file_hash="0" * 64):
-    """The hex digest of ``path`` with the algorithm matching ``file_hash``'s length."""
+    """The hex digest of ``path`` with the algorithm matching ``file_hash``'s length; a
+    ValueError for what is not a regular file (a link to ``/dev/zero`` would never end)."""
     h = _hasher(file_hash)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path} is not a regular file")
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
             h.update(chunk)
@@ -94,8 +97,10 @@ def fetch(url, file_hash, fname=None, subdir="models", progress=True, timeout=30
     fname = fname or os.path.basename(url.split("?")[0])
     target = os.path.join(cache_dir(subdir), fname)
     with _lock(target):
-        if os.path.exists(target) and _matches(file_hash_of(target, file_hash), file_hash):
-            return target  # a stale or corrupted file is replaced below, never used
+        if os.path.isfile(target) and _matches(file_hash_of(target, file_hash), file_hash):
+            return target  # a stale or corrupted file (or a link to a device) is replaced
+        if os.path.islink(target):  # replaced by the download, never written through
+            os.remove(target)
         part = _temp_beside(target)
         h = _hasher(file_hash)
         try:
@@ -281,8 +286,10 @@ def load_imagenet(model, weights_key, include_top=True, progress=True):
 
 def _cache_ok(converted):
     try:
+        if not (os.path.isfile(converted) and os.path.isfile(converted + ".sha256")):
+            return False  # links to devices (/dev/zero) are not a cache
         with open(converted + ".sha256") as f:
-            expected = f.read().strip()
+            expected = f.read(100).strip()
         return len(expected) == 64 and file_hash_of(converted) == expected
     except OSError:
         return False

@@ -231,8 +231,14 @@ def test_float_signature(exported):
     model, _, path, images, expected, _ = exported
     decoded = np.stack([tf.image.resize(tf.cast(tf.io.decode_image(b, channels=3), tf.float32),
                                         (48, 48)).numpy() for b in images])
-    out = tf.saved_model.load(path).signatures["predict_images"](images=tf.constant(decoded))
+    serve = tf.saved_model.load(path).signatures["predict_images"]
+    out = serve(images=tf.constant(decoded))
     assert_close(out["scores"], expected, rtol=1e-4, atol=1e-6)
+    for bad in (np.nan, np.inf):  # one pixel: refused, not plausible probabilities
+        poisoned = decoded.copy()
+        poisoned[1, 7, 9, 2] = bad
+        with pytest.raises(tf.errors.InvalidArgumentError, match="images must be finite"):
+            serve(images=tf.constant(poisoned))
 
 
 def test_export_cli_saved_model_and_tflite(tmp_path):

@@ -54,6 +54,31 @@ def test_corrupted_cache_is_replaced(server, cache):
     assert open(path, "rb").read() == PAYLOAD
 
 
+def test_a_cache_entry_linked_to_a_device_is_replaced_not_read_forever(server, cache,
+                                                                        tmp_path):
+    """``w.weights.h5`` a link to /dev/zero (endless) and a converted file's ``.sha256`` too:
+    the download replaces the link (nothing is written through it), the conversion cache is
+    not trusted; each check returns at once."""
+    import subprocess
+    import sys
+
+    sha = hashlib.sha256(PAYLOAD).hexdigest()
+    cache.mkdir(parents=True)
+    os.symlink("/dev/zero", cache / "w.weights.h5")
+    (tmp_path / "conv.weights.h5").write_bytes(b"x")
+    os.symlink("/dev/zero", tmp_path / "conv.weights.h5.sha256")
+    code = ("import sys; from keras_classics import weights; "
+            "print(weights.fetch(sys.argv[1], sys.argv[2], progress=False)); "
+            "print(weights._cache_ok(sys.argv[3]))")
+    res = subprocess.run([sys.executable, "-c", code, f"{server}/w.weights.h5", sha,
+                          str(tmp_path / "conv.weights.h5")], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "KERAS_HOME": str(cache.parent)})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == [str(cache / "w.weights.h5"), "False"]
+    assert not os.path.islink(cache / "w.weights.h5")
+    assert (cache / "w.weights.h5").read_bytes() == PAYLOAD
+
+
 def test_connection_refused_says_where_to_put_the_file(cache):
     with socket.socket() as s:  # a port with nothing listening
         s.bind(("127.0.0.1", 0))
