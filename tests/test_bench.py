@@ -12,6 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import where_time_goes  # noqa: E402
 
@@ -152,3 +153,51 @@ def test_loop_vs_fit_quick_reports_consistent_figures(tmp_path):
         assert math.isfinite(r["images_per_second"]) and r["images_per_second"] > 0
         assert r["ratio_to_fit"] == pytest.approx(r["images_per_second"] / fit, rel=1e-9)
     assert "| ours, 10 steps per call |" in (tmp_path / "loop_vs_fit.md").read_text()
+
+
+def test_train_vs_torch_quick_times_the_same_nets(tmp_path):
+    """The training benchmark's smoke test: every step of both models runs, and PyTorch's
+    nets are ours (the same parameter count: torchvision's ResNet-50, the ZFNet written to
+    our layer table); one round, so each paired ratio is the ratio of the two speeds."""
+    quick("train_vs_torch.py", tmp_path)
+    report = json.loads((tmp_path / "train_vs_torch.json").read_text())
+    assert report["run"]["command"].endswith(f"bench/train_vs_torch.py --quick --out {tmp_path}")
+    import keras
+
+    import keras_classics as kc
+
+    biases = sum(int(np.prod(l.bias.shape)) for l in kc.get_model("resnet50").layers
+                 if isinstance(l, keras.layers.Conv2D) and l.use_bias)
+    for name in ("resnet50", "zfnet"):
+        counts = report["params"][name]
+        assert counts["torch fp32"] == counts["torch bf16 autocast"], counts
+        # trainable parameters; Keras' ResNet-50 (ours) has conv biases before its BNs,
+        # torchvision's has none
+        assert counts["ours"] - counts["torch fp32"] == (biases if name == "resnet50" else 0)
+        rows = {r["step"]: r for r in report["rows"] if r["model"] == name}
+        assert set(rows) == {"ours fp32", "ours mixed_bf16", "ours mixed_bf16 jit",
+                             "torch fp32", "torch bf16 autocast"}
+        ref = rows["torch bf16 autocast"]["images_per_second"]
+        for r in rows.values():
+            assert math.isfinite(r["images_per_second"]) and r["images_per_second"] > 0
+            assert r["ratio_to_torch_bf16"] == pytest.approx(r["images_per_second"] / ref,
+                                                             rel=1e-9)
+    text = (tmp_path / "train_vs_torch.md").read_text()
+    assert text.startswith(f"`{report['run']['command']}` on ")
+    assert "| zfnet | ours mixed_bf16 jit |" in text
+
+
+def test_frozen_serving_quick_runs_both_servers(tmp_path):
+    """Two server processes, one with TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1 (as the server
+    itself reports it), each SavedModel at batch 1 and 4; the ratio is the paired one."""
+    quick("frozen_serving.py", tmp_path)
+    report = json.loads((tmp_path / "frozen_serving.json").read_text())
+    assert report["settings"]["TF_ONEDNN_ASSUME_FROZEN_WEIGHTS in the servers"] == {
+        "default": "0", "frozen": "1"}
+    rows = {(r["model"], r["batch"]): r for r in report["rows"]}
+    assert set(rows) == {(m, b) for m in ("fp32", "bf16") for b in (1, 4)}
+    for r in rows.values():  # one round: the ratio of the two medians
+        assert math.isfinite(r["frozen_ms"]) and r["frozen_ms"] > 0
+        assert r["ratio"] == pytest.approx(r["default_ms"] / r["frozen_ms"], rel=1e-9)
+    assert (tmp_path / "frozen_serving.md").read_text().startswith(
+        f"`{report['run']['command']}` on ")

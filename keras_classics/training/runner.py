@@ -316,7 +316,9 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
             state["train_seconds"] += time.perf_counter() - t0
             loop.sync_stats()
             val_loss, val_acc = evaluate("val")
-            if not val_loss <= DIVERGED_LOSS:  # NaN too: the last steps' update exploded
+            # not finite: the last update exploded (a large finite loss is not divergence here:
+            # after a first epoch the moving BN statistics can put it in the hundreds)
+            if not math.isfinite(val_loss):
                 good = [p for p in ckpts.manager.checkpoints if p in sane]
                 raise TrainingDiverged(_diverged(data, val_loss, epoch, state["step"],
                                                  float(optimizer.learning_rate),

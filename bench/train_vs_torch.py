@@ -1,0 +1,198 @@
+"""Training steps, ours against PyTorch's, on the same CPU: ResNet-50 and ZFNet, float32 and
+mixed bfloat16, SGD with momentum, the same batch every step (no input pipeline in the
+timing). Interleaved rounds in one process; reports images/s and the paired ratio of each of
+ours to PyTorch's bfloat16 autocast, with its spread.
+
+Ours is the step ``keras_classics.training.train`` runs (``StepLoop``: forward, loss, backward
+and the update in one ``tf.function``), in ``float32``, ``mixed_bfloat16`` and
+``mixed_bfloat16`` with the per-replica step XLA-compiled (``--jit``). PyTorch's is
+torchvision's ResNet-50 (v1.5) and a ZFNet written here to the same layer table as ours, both
+channels-last, in float32 and under ``torch.autocast("cpu", torch.bfloat16)``.
+
+    python bench/train_vs_torch.py                # 128x128, batch 32, 5 rounds of 2 steps
+    python bench/train_vs_torch.py --quick        # 32x32 (ZFNet 64x64), batch 4, 1 round
+
+Writes OUT/train_vs_torch.md and OUT/train_vs_torch.json; OUT defaults to bench/results and
+to runs/bench-quick for --quick (a smoke test never replaces the committed results).
+"""
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # why: keras_classics.cli.ONEDNN
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_classics as kc  # noqa: E402
+from keras_classics import provenance  # noqa: E402
+from keras_classics.training import StepLoop  # noqa: E402
+from keras_classics.training.precision import precision as policy_scope  # noqa: E402
+from timing import interleaved, speedup  # noqa: E402
+
+tf.get_logger().setLevel("ERROR")
+CLASSES = 1000
+OURS = {"ours fp32": ("float32", False), "ours mixed_bf16": ("mixed_bfloat16", False),
+        "ours mixed_bf16 jit": ("mixed_bfloat16", True)}
+REFERENCE = "torch bf16 autocast"
+
+
+def ours_step(name, size, batch, policy, jit, x, y, steps):
+    """``steps`` training steps of our loop on one constant batch."""
+    keras.utils.set_random_seed(0)
+    with policy_scope(policy):
+        net = kc.get_model(name, classes=CLASSES, input_shape=(size, size, 3))
+    loop = StepLoop(tf.distribute.get_strategy(), net, keras.optimizers.SGD(0.01, momentum=0.9),
+                    batch, jit=jit)
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    iterator = iter(data)
+    return lambda: loop.train(iterator, steps)
+
+
+def torch_zfnet(torch, classes):
+    """ZFNet (Zeiler & Fergus 2013, table 1) as ``keras_classics.ZFNet`` builds it: 7x7/2 96,
+    3x3/2 max pool, LRN; 5x5/2 256, pool, LRN; 3x3 384, 384, 256; pool; 4096, 4096 with
+    dropout; pools 1 and 2 in ceil mode, as ours."""
+    nn = torch.nn
+
+    def lrn():
+        return nn.LocalResponseNorm(5, alpha=1e-4 * 5, beta=0.75, k=2.0)
+
+    return nn.Sequential(
+        nn.Conv2d(3, 96, 7, 2, 1), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True), lrn(),
+        nn.Conv2d(96, 256, 5, 2), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True), lrn(),
+        nn.Conv2d(256, 384, 3, 1, 1), nn.ReLU(), nn.Conv2d(384, 384, 3, 1, 1), nn.ReLU(),
+        nn.Conv2d(384, 256, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Flatten(), nn.LazyLinear(4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 4096),
+        nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, classes))
+
+
+def torch_steps(name, x, y, steps):
+    """PyTorch's training step in float32 and under bfloat16 autocast, channels-last; {}
+    without torch (the test extra installs it)."""
+    try:
+        import torch
+
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                        "tests"))
+        from torch_models import torchvision_models
+        models = torchvision_models()
+    except ImportError:
+        return {}, {}
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    images = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()).contiguous(
+        memory_format=torch.channels_last)
+    labels = torch.from_numpy(np.asarray(y).astype("int64"))
+    fns, params = {}, {}
+    for key, autocast in (("torch fp32", False), (REFERENCE, True)):
+        torch.manual_seed(0)
+        model = models.resnet50() if name == "resnet50" else torch_zfnet(torch, CLASSES)
+        with torch.no_grad():
+            model.eval()(images[:1])  # materialises ZFNet's LazyLinear
+        model = model.train().to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        params[key] = sum(p.numel() for p in model.parameters())
+
+        def step(model=model, opt=opt, autocast=autocast):
+            for _ in range(steps):
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                    loss = torch.nn.functional.cross_entropy(model(images), labels)
+                loss.backward()
+                opt.step()
+            return float(loss.detach())
+        fns[key] = step
+    return fns, params
+
+
+def measure(name, size, batch, rounds, steps):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(-2, 2, (batch, size, size, 3)), tf.float32)
+    y = tf.constant(rng.integers(0, CLASSES, batch), tf.int32)
+    fns = {k: ours_step(name, size, batch, policy, jit, x, y, steps)
+           for k, (policy, jit) in OURS.items()}
+    theirs, params = torch_steps(name, x, y, steps)
+    fns.update(theirs)
+    gc.disable()  # as timeit: the collector runs between timed calls, not inside them
+    try:
+        times = interleaved(fns, rounds, before=gc.collect)
+    finally:
+        gc.enable()
+    rows = []
+    for key in fns:
+        ratio = speedup(times, key, REFERENCE) if REFERENCE in fns else (None,) * 3
+        rows.append({"model": name, "step": key,
+                     "images_per_second": batch * steps / statistics.median(times[key]),
+                     "ratio_to_torch_bf16": ratio[0], "ratio_low": ratio[1],
+                     "ratio_high": ratio[2]})
+    net = kc.get_model(name, classes=CLASSES, input_shape=(size, size, 3))
+    trainable = sum(int(np.prod(w.shape)) for w in net.trainable_weights)  # torch's count
+    return rows, {"ours": trainable, **params}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", nargs="+", default=["resnet50", "zfnet"],
+                   choices=["resnet50", "zfnet"])
+    p.add_argument("--quick", action="store_true", help="small inputs, batch 4, one round")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--out", help="default: bench/results; runs/bench-quick with --quick")
+    p.add_argument("--render", metavar="JSON",
+                   help="no measuring: print a train_vs_torch.json's table (Markdown)")
+    args = p.parse_args(argv)
+    if args.render:
+        with open(args.render) as f:
+            print(markdown(json.load(f)))
+        return 0
+    args.out = args.out or ("runs/bench-quick" if args.quick else "bench/results")
+    batch, rounds, steps = (4, 1, 1) if args.quick else (args.batch, args.rounds, 2)
+    rows, params = [], {}
+    for name in args.models:
+        size = (64 if name == "zfnet" else 32) if args.quick else args.size
+        r, params[name] = measure(name, size, batch, rounds, steps)
+        rows += r
+    report = {"run": provenance.run_record(),
+              "settings": {"size": None if args.quick else args.size, "batch": batch,
+                           "steps_per_call": steps, "rounds": rounds, "classes": CLASSES,
+                           "quick": args.quick, "tensorflow": tf.__version__,
+                           "keras": keras.__version__},
+              "params": params, "rows": rows}
+    text = markdown(report)
+    os.makedirs(args.out, exist_ok=True)
+    for fname, content in (("train_vs_torch.md", text + "\n"),
+                           ("train_vs_torch.json", json.dumps(report, indent=1))):
+        path = os.path.join(args.out, fname)
+        with open(path + ".tmp", "w") as f:
+            f.write(content)
+        os.replace(path + ".tmp", path)
+    print(text)
+    return 0
+
+
+def markdown(report):
+    """The table, headed by command, machine and date."""
+    s = report["settings"]
+    size = "quick sizes" if s["quick"] else f"{s['size']}x{s['size']}"
+    lines = [provenance.heading(report.get("run")), "",
+             f"Training steps, {size}, batch {s['batch']}, {s['classes']} classes, SGD "
+             f"momentum, {s['steps_per_call']} steps per timed call, {s['rounds']} interleaved "
+             f"rounds (ratio: {REFERENCE}'s time over the row's, paired, median [quartiles]; "
+             "above 1 is faster than PyTorch's bf16)", "",
+             "| model | step | images/s | vs torch bf16 autocast |", "|---|---|---|---|"]
+    for r in report["rows"]:
+        ratio = "" if r["ratio_to_torch_bf16"] is None else (
+            f"{r['ratio_to_torch_bf16']:.2f} [{r['ratio_low']:.2f}, {r['ratio_high']:.2f}]")
+        lines.append(f"| {r['model']} | {r['step']} | {r['images_per_second']:.1f} | {ratio} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
