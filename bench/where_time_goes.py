@@ -5,13 +5,18 @@ problem sizes oneDNN prints) against the machine's peak; the time outside oneDNN
 kernels, the executor) is the wall time minus the primitives'.
 
     python bench/where_time_goes.py [--model resnet50] [--variants keras bf16_folded]
+    python bench/where_time_goes.py --variants train_fp32 train_mixed_bf16 --size 128
 
 Variants: keras (keras.applications, fp32), ours (fp32), folded (BN folded, fp32),
-bf16_folded (BN folded, bfloat16 policy). CPU only: on a GPU, or with TF_ENABLE_ONEDNN_OPTS=0,
-no oneDNN primitives run and the report says so.
+bf16_folded (BN folded, bfloat16 policy): inference; train_fp32, train_mixed_bf16: one
+training step (forward, loss, backward, SGD-momentum update in one tf.function, as
+``bench/train_vs_torch.py`` times it), its convolutions split into forward, backward-data and
+backward-weights. CPU only: on a GPU, or with TF_ENABLE_ONEDNN_OPTS=0, no oneDNN primitives
+run and the report says so.
 """
 import argparse
 import collections
+import json
 import os
 import re
 import subprocess
@@ -20,7 +25,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # why: keras_classics.cli.ONEDNN
 
-VARIANTS = ("keras", "ours", "folded", "bf16_folded")
+VARIANTS = ("keras", "ours", "folded", "bf16_folded", "train_fp32", "train_mixed_bf16")
 _CONV = re.compile(r"(?:g(\d+))?mb(\d+)_ic(\d+)oc(\d+)_(?:id\d+od\d+kd\d+\S*?_)?"
                    r"ih(\d+)oh(\d+)kh(\d+)\S*?(?:_iw(\d+)ow(\d+)kw(\d+))?")
 
@@ -46,15 +51,43 @@ def child(model, variant, batch, size, calls):
     import numpy as np
     import tensorflow as tf
 
-    net = build(model, variant, size)
     x = tf.constant(np.random.default_rng(0).normal(size=(batch, size, size, 3)), tf.float32)
-    f = tf.function(lambda t: net(t, training=False))
+    if variant.startswith("train_"):
+        f = train_step(model, variant, size, batch)
+    else:
+        net = build(model, variant, size)
+        f = tf.function(lambda t: net(t, training=False))
     f(x), f(x)  # tracing, primitive creation, caches
     for i in range(calls):
         print(f"@@start {i}", flush=True)
         t = time.perf_counter()
         np.asarray(f(x))
         print(f"@@end {i} {time.perf_counter() - t}", flush=True)
+
+
+def train_step(model, variant, size, batch):
+    """A tf.function running one training step of ``model`` on its argument."""
+    import keras
+    import tensorflow as tf
+
+    import keras_classics as kc
+    from keras_classics.training.precision import precision
+
+    with precision("mixed_bfloat16" if variant == "train_mixed_bf16" else "float32"):
+        net = kc.get_model(model, input_shape=(size, size, 3))
+    opt = keras.optimizers.SGD(0.01, momentum=0.9)
+    opt.build(net.trainable_variables)
+    y = tf.zeros([batch], tf.int32)
+
+    @tf.function(autograph=False)
+    def step(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                y, tf.cast(net(x, training=True), tf.float32)))
+        grads = tape.gradient(loss, net.trainable_variables)
+        opt.apply_gradients(zip(grads, net.trainable_variables))
+        return loss
+    return step
 
 
 def conv_flops(problem):
@@ -88,6 +121,8 @@ def parse(stdout):
                                                          problem) else " kxk"
                 if "sum" in line:
                     kind += " +residual add"
+                if f[7].startswith("backward"):  # backward_data, backward_weights
+                    kind += " " + f[7].replace("_", "-")
             calls[current][1].append((kind, ms, flops))
     return {i: (wall, prims) for i, (wall, prims) in calls.items() if wall is not None}
 
@@ -161,7 +196,13 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--no-peak", action="store_true", help="skip measuring the peak")
+    p.add_argument("--out", help="also write OUT/where_time_goes.json (and .md)")
+    p.add_argument("--render", metavar="JSON", help="no measuring: print a written profile")
     args = p.parse_args(argv)
+    if args.render:
+        with open(args.render) as f:
+            print(markdown(json.load(f)))
+        return 0
     peaks = None
     if not args.no_peak:
         import tensorflow as tf
@@ -169,12 +210,36 @@ def main(argv=None):
         from timing import peak
         fp32, bf16 = peak(tf.float32)[0] / 1e9, peak(tf.bfloat16)[0] / 1e9
         peaks = {v: bf16 if "bf16" in v else fp32 for v in args.variants}
-        print(f"peak: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
     profiles = [profile(args.model, v, args.batch, args.size) for v in args.variants]
-    print(f"{args.model}, batch {args.batch} at {args.size}x{args.size}, oneDNN's own times, "
-          f"mean of {profiles[0]['calls']} calls")
-    print(table(profiles, peaks))
+    from keras_classics import provenance
+
+    report = {"run": provenance.run_record(), "profiles": profiles, "peaks": peaks}
+    text = markdown(report)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        for fname, content in (("where_time_goes.md", text + "\n"),
+                               ("where_time_goes.json", json.dumps(report, indent=1))):
+            path = os.path.join(args.out, fname)
+            with open(path + ".tmp", "w") as f:
+                f.write(content)
+            os.replace(path + ".tmp", path)
+    print(text)
     return 0
+
+
+def markdown(report):
+    """The profile table, headed by command, machine and date."""
+    from keras_classics import provenance
+
+    first, peaks = report["profiles"][0], report.get("peaks")
+    peak_line = (f"; peak {max(peaks.values()):.0f} GFLOP/s bf16, "
+                 f"{min(peaks.values()):.0f} fp32" if peaks and len(set(peaks.values())) > 1
+                 else "")
+    return "\n".join([
+        provenance.heading(report.get("run")), "",
+        f"{first['model']}, batch {first['batch']} at {first['size']}x{first['size']}, "
+        f"oneDNN's own times, mean of {first['calls']} calls{peak_line}", "",
+        table(report["profiles"], peaks)])
 
 
 if __name__ == "__main__":

@@ -108,13 +108,18 @@ def test_profile_parser_on_onednn_verbose_lines():
         "onednn_verbose,v1,primitive,exec,cpu,convolution,brgconv_1x1:avx512_core_bf16,"
         "forward_training,src wei,attr-post-ops:sum+eltwise_relu,alg:convolution_direct,"
         "g2mb4_ic64oc256_ih56oh56kh1sh1dh0ph0_iw56ow56kw1sw1dw0pw0,2.0",
+        "onednn_verbose,v1,primitive,exec,cpu,convolution,brgconv_bwd_w:avx512_core_amx,"
+        "backward_weights,src wei,,alg:convolution_direct,"
+        "mb32_ic64oc64_ih56oh56kh3sh1dh1ph1_iw56ow56kw3sw1dw1pw1,4.0",
         "@@end 0 0.0150",
     ])
     (wall, prims), = where_time_goes.parse(out).values()
     assert wall == 0.015
     assert prims == [("reorder", 0.25, None),
                      ("convolution kxk", 9.5, 2 * 32 * 64 * 112 * 112 * 3 * 7 * 7),
-                     ("convolution 1x1 +residual add", 2.0, 2 * 4 * 256 * 56 * 56 * 32)]
+                     ("convolution 1x1 +residual add", 2.0, 2 * 4 * 256 * 56 * 56 * 32),
+                     ("convolution kxk backward-weights", 4.0,
+                      2 * 32 * 64 * 56 * 56 * 64 * 3 * 3)]
 
 
 def test_profile_zoo_times_shapes_only_and_full_builds():
@@ -201,3 +206,27 @@ def test_frozen_serving_quick_runs_both_servers(tmp_path):
         assert r["ratio"] == pytest.approx(r["default_ms"] / r["frozen_ms"], rel=1e-9)
     assert (tmp_path / "frozen_serving.md").read_text().startswith(
         f"`{report['run']['command']}` on ")
+
+
+def test_where_time_goes_splits_a_training_step_s_convolutions(tmp_path):
+    """A training step profiled through oneDNN's verbose log: forward, backward-data and
+    backward-weights convolutions in bfloat16 (what the AMX/AVX512-BF16 kernels run, or their
+    emulation elsewhere), the rest of the wall time outside oneDNN; --render prints it again."""
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "where_time_goes.py"),
+                             "--model", "wrn_10_1", "--variants", "train_mixed_bf16",
+                             "--size", "16", "--batch", "4", "--no-peak", "--out",
+                             str(tmp_path)], capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "where_time_goes.json").read_text())
+    (prof,) = report["profiles"]
+    kinds = set(prof["groups"])
+    for part in ("convolution kxk", "convolution kxk backward-data",
+                 "convolution kxk backward-weights"):
+        assert part in kinds, kinds
+    inside = sum(g["ms"] for g in prof["groups"].values())
+    assert 0 < inside <= prof["wall_ms"] and math.isfinite(prof["outside_ms"])
+    rendered = subprocess.run([sys.executable, str(ROOT / "bench" / "where_time_goes.py"),
+                               "--render", str(tmp_path / "where_time_goes.json")],
+                              capture_output=True, text=True, timeout=300)
+    assert rendered.stdout.strip() == (tmp_path / "where_time_goes.md").read_text().strip()
