@@ -57,10 +57,11 @@ def fuse_pays(net, optimizer, strategy, steps):
         params >= FUSE_MIN_PARAMS and params * steps >= FUSE_MIN_UPDATES
 
 
-# A cross-entropy above this is divergence, not learning: at initialisation it is ln(classes)
-# (6.9 for ImageNet); a step's loss only gets here when the weights are exploding (with
-# --lr 1000, 1.7e18 one step before the NaN), and the checkpoint before it is not good.
-DIVERGED_LOSS = 100.0
+# A loss above max(DIVERGED_LOSS, DIVERGED_FACTOR x the run's first) is divergence, not
+# learning: a cross-entropy starts near ln(classes) (6.9 for ImageNet), or higher for an
+# untrained head on large inputs (630 for ResNet-50 on caffe-scaled pixels), and only climbs
+# that far when the weights explode (--lr 1000: 1e3 at step 4, 1.7e18 before the NaN).
+DIVERGED_LOSS, DIVERGED_FACTOR = 100.0, 10.0
 
 
 class StepLoop:
@@ -83,6 +84,9 @@ class StepLoop:
             with strategy.scope():
                 optimizer.build(net.trainable_variables)
         self.fused_update = bool(fuse_update)
+        # the loss above which a step counts as diverged: none until the run's first loss
+        # is known (set_first_loss)
+        self.loss_limit = tf.Variable(float("inf"), trainable=False, dtype=tf.float32)
         self._apply = self._update_fn(self.fused_update)
         replica_step = (self._compiled_replica_step if jit else self._replica_step)(
             global_batch, aux_weight)
@@ -96,7 +100,7 @@ class StepLoop:
                 x, y = next(iterator)
                 loss, hits = strategy.run(replica_step, args=(x, y))
                 loss = strategy.reduce(SUM, loss, None)
-                bad = ~tf.math.is_finite(loss) | (loss > DIVERGED_LOSS)
+                bad = ~tf.math.is_finite(loss) | (loss > self.loss_limit)
                 first_bad = tf.where((first_bad < 0) & bad, i, first_bad)
                 return (i + 1, loss_sum + loss, correct + strategy.reduce(SUM, hits, None),
                         first_bad)
@@ -207,6 +211,11 @@ class StepLoop:
 
         return lambda x, y: [strategy.reduce(SUM, v, None)
                              for v in strategy.run(replica_eval, args=(x, y))]
+
+    def set_first_loss(self, first):
+        """Steps whose loss exceeds max(DIVERGED_LOSS, DIVERGED_FACTOR * ``first``) are
+        reported as diverged from now on."""
+        self.loss_limit.assign(max(DIVERGED_LOSS, DIVERGED_FACTOR * first))
 
     def train(self, iterator, steps):
         """Run ``steps`` steps from ``iterator``: (sum of the step losses, number of correct

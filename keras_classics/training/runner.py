@@ -187,11 +187,12 @@ def train(model="resnet18", dataset="digits", epochs=None, batch_size=None, pres
             held.release()
 
 
-def _diverged(data, loss_sum, epoch, step, lr, good, which=""):
-    """What to say when a step's loss is not finite or above ``DIVERGED_LOSS``: bad data
-    first (NaN or infinite pixels), else the learning rate, with the checkpoint to keep."""
+def _diverged(data, loss_sum, epoch, step, lr, good, which="", limit=DIVERGED_LOSS):
+    """What to say when a step's loss is not finite or above ``limit`` (see
+    ``loop.DIVERGED_LOSS``): bad data first (NaN or infinite pixels), else the learning rate,
+    with the checkpoint to keep."""
     what = "nan" if math.isnan(loss_sum) else "inf" if math.isinf(loss_sum) else \
-        f"{loss_sum:.3g} (above {DIVERGED_LOSS:g}: diverging)"
+        f"{loss_sum:.3g} (above {limit:.3g}: diverging)"
     where = f"at epoch {epoch + 1}, step {step}"
     bad = data.non_finite()
     if bad:
@@ -241,6 +242,8 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
                for k in ("train", "validation")}
     cbs = keras.callbacks.CallbackList(list(callbacks) if chief else [], model=net)
 
+    if "first_loss" in state:  # resumed: the limit of its first steps
+        loop.set_first_loss(state["first_loss"])
     saved_at = {"step": state["global_step"]}  # the run's step at its last checkpoint
     # checkpoints known to be good: the steps run from their weights had a loss near the
     # run's first (a checkpoint written while the loss explodes holds the exploded weights)
@@ -292,8 +295,11 @@ def _run(net, optimizer, ckpts, state, strat, data, rec, settings, output, *, ch
                     good = [p for p in ckpts.manager.checkpoints if p in sane]
                     raise TrainingDiverged(_diverged(data, loss_sum, epoch,
                                                      state["step"] + bad + 1, lr_now,
-                                                     good[-1] if good else None))
-                state.setdefault("first_loss", loss_sum / n)
+                                                     good[-1] if good else None,
+                                                     limit=float(loop.loss_limit)))
+                if "first_loss" not in state:
+                    state["first_loss"] = loss_sum / n
+                    loop.set_first_loss(state["first_loss"])
                 if pending[0] and loss_sum / n <= 2 * state["first_loss"]:
                     sane.add(pending[0])
                 pending[0] = None
