@@ -118,27 +118,33 @@ def decoded_size(data):
 
 def checked(data, max_pixels=MAX_PIXELS, hint="set at export, --max-pixels"):
     """``data`` once it is known to be a JPEG, PNG, GIF or Windows BMP whose decoding takes at
-    most ``max_pixels`` pixels; else an InvalidArgumentError saying which rule it broke."""
+    most ``max_pixels`` pixels; else an InvalidArgumentError saying which rule it broke. The
+    bytes pass through a ``tf.cond`` on the checks (a data dependency, not only a control
+    one), so no decoder can see them before the checks have passed."""
     ok = tf.reduce_any([tf.strings.substr(data, 0, len(m)) == m for m in MAGIC.values()])
-    check = tf.debugging.Assert(ok, ["each input must be a JPEG, PNG, GIF or BMP image; "
-                                     "got", tf.strings.length(data), "bytes starting with",
-                                     tf.strings.substr(data, 0, 8)])
-    with tf.control_dependencies([check]):  # read the header only after the check
-        size = decoded_size(data)
-    small = tf.debugging.Assert(
-        size[3] <= max_pixels,
-        ["image too large:", size[0], "x", size[1], "in", size[2], "frame(s) =", size[3],
-         f"pixels to decode; at most {max_pixels} pixels are accepted ({hint})"])
+    size = tf.cond(ok, lambda: decoded_size(data), lambda: tf.zeros([4], tf.int64))
+    small = size[3] <= max_pixels
     # TensorFlow's decoder reads only Windows BMPs: an OS/2 one would fail in it with
     # "Number of channels inherent in the image must be 1, 3 or 4, was 351"
-    with tf.control_dependencies([small]):  # a large one is refused for its size first
-        core = tf.logical_and(tf.strings.substr(data, 0, 2) == MAGIC["BMP"],
-                              _uint(data + tf.constant(b"\0" * _PAD), 14, 4, False) == 12)
-        windows = tf.debugging.Assert(tf.logical_not(core), [
-            "OS/2 bitmaps (12-byte core header) cannot be decoded here; send the image as "
-            "PNG, JPEG or a Windows BMP"])
-    with tf.control_dependencies([windows]):  # decode only after every check has passed
-        return tf.identity(data)
+    core = tf.logical_and(tf.strings.substr(data, 0, 2) == MAGIC["BMP"],
+                          _uint(data + tf.constant(b"\0" * _PAD), 14, 4, False) == 12)
+
+    def refuse():  # the first rule broken raises; nothing is returned
+        check = tf.debugging.Assert(ok, [
+            "each input must be a JPEG, PNG, GIF or BMP image; got", tf.strings.length(data),
+            "bytes starting with", tf.strings.substr(data, 0, 8)])
+        with tf.control_dependencies([check]):
+            large = tf.debugging.Assert(small, [
+                "image too large:", size[0], "x", size[1], "in", size[2], "frame(s) =",
+                size[3], f"pixels to decode; at most {max_pixels} pixels are accepted ({hint})"])
+        with tf.control_dependencies([large]):
+            os2 = tf.debugging.Assert(tf.logical_not(core), [
+                "OS/2 bitmaps (12-byte core header) cannot be decoded here; send the image as "
+                "PNG, JPEG or a Windows BMP"])
+        with tf.control_dependencies([os2]):
+            return tf.constant(b"")
+
+    return tf.cond(ok & small & tf.logical_not(core), lambda: tf.identity(data), refuse)
 
 
 def decode(data, max_pixels=MAX_PIXELS, hint="set at export, --max-pixels"):

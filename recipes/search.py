@@ -121,7 +121,8 @@ def leaderboard(tuner):
                         if "_seed" in name})
             row["seeds"] = int(row.get("seeds") or 1)
         rows.append(row)
-    rows.sort(key=lambda r: -(r.get("val_accuracy") or -1))
+    # ties (equal mean accuracy over the seeds) in trial order, the same on every rerun
+    rows.sort(key=lambda r: (-(r.get("val_accuracy") or -1), str(r.get("trial")).zfill(12)))
     return rows
 
 

@@ -769,14 +769,17 @@ def test_corrupt_checkpoint_is_a_clear_error_and_assigns_nothing(tmp_path):
             np.testing.assert_array_equal(x, y)
 
 
-def test_deleting_a_corrupt_newest_checkpoint_resumes_from_the_older_one(tmp_path, capsys):
+def test_deleting_a_corrupt_newest_checkpoint_resumes_from_the_older_one(tmp_path, capsys,
+                                                                          monkeypatch):
     """The corrupt-checkpoint advice followed: its files deleted, the rerun resumes from the
     older checkpoint (not from epoch 1, pruning it), the settings guard still applies; with
-    every listed checkpoint's files gone the run is refused, not started afresh."""
+    every listed checkpoint's files gone the run is refused, not started afresh. The output
+    is a relative path, as on the command line (the index stores paths relative to it)."""
     import shutil
 
     kw = dict(epochs=2, batch_size=32, image_size=16, verbose=1, steps_per_execution=100)
-    out = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)
+    out = Path("run")
     training.train("wrn_10_1", **kw, output=str(out), checkpoint_every=0)
     shutil.copytree(out / "checkpoints", tmp_path / "saved")
     names = sorted((p.name[:-6] for p in (out / "checkpoints").glob("ckpt-*.index")),

@@ -76,8 +76,8 @@ class Checkpoints:
                                     "--overwrite") from None
         if state is None:
             return []
-        paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-        return [p if os.path.isabs(p) else os.path.join(self.directory, p) for p in paths]
+        # as TensorFlow resolves them: relative entries joined to the directory
+        return list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
 
     def latest(self):
         """The newest checkpoint whose files are all there, or None when the index names
@@ -96,8 +96,9 @@ class Checkpoints:
                 "but their files are missing: nothing to resume from. Rerun with --overwrite "
                 "to start afresh (or restore the files)")
         if present != listed and self.chief:  # drop the missing ones from the index
-            tf.compat.v1.train.update_checkpoint_state(
-                self.directory, present[-1], all_model_checkpoint_paths=present)
+            tf.compat.v1.train.update_checkpoint_state(  # paths as TensorFlow resolved them;
+                self.directory, present[-1],  # a copy: it rewrites the list it is given
+                all_model_checkpoint_paths=list(present))
             self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
                                                       max_to_keep=self.keep)
         return present[-1]
