@@ -83,7 +83,7 @@ def main(argv=None):
         return 0
     import keras_classics as kc
     from keras_classics import provenance
-    from timing import interleaved, speedup
+    from timing import interleaved, speedup, write_report
 
     args.out = args.out or ("runs/bench-quick" if args.quick else "bench/results")
     size, rounds = (64, 1) if args.quick else (args.size, args.rounds)
@@ -116,13 +116,7 @@ def main(argv=None):
                            "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS in the servers": seen},
               "rows": rows}
     text = markdown(report)
-    os.makedirs(args.out, exist_ok=True)
-    for fname, content in (("frozen_serving.md", text + "\n"),
-                           ("frozen_serving.json", json.dumps(report, indent=1))):
-        path = os.path.join(args.out, fname)
-        with open(path + ".tmp", "w") as f:
-            f.write(content)
-        os.replace(path + ".tmp", path)
+    write_report(args.out, "frozen_serving", report, text)
     print(text)
     return 0
 

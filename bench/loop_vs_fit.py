@@ -25,7 +25,7 @@ import tensorflow as tf  # noqa: E402
 import keras_classics as kc  # noqa: E402
 from keras_classics import datasets, provenance  # noqa: E402
 from keras_classics.training import StepLoop  # noqa: E402
-from timing import interleaved, speedup  # noqa: E402
+from timing import interleaved, speedup, write_report  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
 
@@ -97,13 +97,7 @@ def main(argv=None):
                            "tensorflow": tf.__version__, "keras": keras.__version__},
               "rows": rows}
     text = markdown(report)
-    os.makedirs(args.out, exist_ok=True)
-    for fname, content in (("loop_vs_fit.md", text + "\n"),
-                           ("loop_vs_fit.json", json.dumps(report, indent=1))):
-        path = os.path.join(args.out, fname)
-        with open(path + ".tmp", "w") as f:
-            f.write(content)
-        os.replace(path + ".tmp", path)
+    write_report(args.out, "loop_vs_fit", report, text)
     print(text)
     return 0
 

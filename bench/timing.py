@@ -35,6 +35,19 @@ def interleaved(fns, rounds, calls=1, before=None):
     return times
 
 
+def write_report(out, stem, report, text):
+    """``OUT/STEM.md`` (the rendered ``text``) and ``OUT/STEM.json`` (the ``report``), each
+    written whole or not at all."""
+    import json
+    import os
+
+    from keras_classics.training.outputs import atomic_write
+
+    os.makedirs(out, exist_ok=True)
+    atomic_write(os.path.join(out, f"{stem}.md"), text + "\n")
+    atomic_write(os.path.join(out, f"{stem}.json"), json.dumps(report, indent=1))
+
+
 def speedup(times, fast, slow):
     """``slow``'s time over ``fast``'s, per round (paired): ``(median, low, high)``, low and
     high the quartiles (with fewer than 4 rounds: the extremes)."""

@@ -34,7 +34,7 @@ import keras_classics as kc  # noqa: E402
 from keras_classics import provenance  # noqa: E402
 from keras_classics.training import StepLoop  # noqa: E402
 from keras_classics.training.precision import precision as policy_scope  # noqa: E402
-from timing import interleaved, speedup  # noqa: E402
+from timing import interleaved, speedup, write_report  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
 CLASSES = 1000
@@ -166,13 +166,7 @@ def main(argv=None):
                            "keras": keras.__version__},
               "params": params, "rows": rows}
     text = markdown(report)
-    os.makedirs(args.out, exist_ok=True)
-    for fname, content in (("train_vs_torch.md", text + "\n"),
-                           ("train_vs_torch.json", json.dumps(report, indent=1))):
-        path = os.path.join(args.out, fname)
-        with open(path + ".tmp", "w") as f:
-            f.write(content)
-        os.replace(path + ".tmp", path)
+    write_report(args.out, "train_vs_torch", report, text)
     print(text)
     return 0
 

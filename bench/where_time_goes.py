@@ -216,13 +216,9 @@ def main(argv=None):
     report = {"run": provenance.run_record(), "profiles": profiles, "peaks": peaks}
     text = markdown(report)
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        for fname, content in (("where_time_goes.md", text + "\n"),
-                               ("where_time_goes.json", json.dumps(report, indent=1))):
-            path = os.path.join(args.out, fname)
-            with open(path + ".tmp", "w") as f:
-                f.write(content)
-            os.replace(path + ".tmp", path)
+        from timing import write_report
+
+        write_report(args.out, "where_time_goes", report, text)
     print(text)
     return 0
 
