@@ -6,13 +6,23 @@ kernels, the executor) is the wall time minus the primitives'.
 
     python bench/where_time_goes.py [--model resnet50] [--variants keras bf16_folded]
     python bench/where_time_goes.py --variants train_fp32 train_mixed_bf16 --size 128
+    python bench/where_time_goes.py --by-op --variants train_fp32 --size 128
 
 Variants: keras (keras.applications, fp32), ours (fp32), folded (BN folded, fp32),
 bf16_folded (BN folded, bfloat16 policy): inference; train_fp32, train_mixed_bf16: one
 training step (forward, loss, backward, SGD-momentum update in one tf.function, as
 ``bench/train_vs_torch.py`` times it), its convolutions split into forward, backward-data and
-backward-weights. CPU only: on a GPU, or with TF_ENABLE_ONEDNN_OPTS=0, no oneDNN primitives
+backward-weights; train_fp32_keras_bn, train_mixed_bf16_keras_bn: the same with batch norm
+trained by Keras' own code instead of TensorFlow's fused kernel. CPU only: on a GPU, or with TF_ENABLE_ONEDNN_OPTS=0, no oneDNN primitives
 run and the report says so.
+
+``--by-op`` gives TensorFlow's account instead (its profiler, ``tf.profiler.experimental``):
+every op the executor ran, attributed to the layer kind whose name scope it carries (the
+forward pass, ``gradient_tape/`` for the backward pass, the optimizer's scope for the update),
+each op's time split evenly among the ops running beside it on the two inter-op threads, so
+the rows add up to the busy time. This is where the time outside oneDNN goes: casts, batch
+norm and its gradient, ReLU and add gradients, the update. The profiler slows the step down;
+the report gives both walls.
 """
 import argparse
 import collections
@@ -25,7 +35,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # why: keras_classics.cli.ONEDNN
 
-VARIANTS = ("keras", "ours", "folded", "bf16_folded", "train_fp32", "train_mixed_bf16")
+VARIANTS = ("keras", "ours", "folded", "bf16_folded", "train_fp32", "train_mixed_bf16",
+            "train_fp32_keras_bn", "train_mixed_bf16_keras_bn")
 _CONV = re.compile(r"(?:g(\d+))?mb(\d+)_ic(\d+)oc(\d+)_(?:id\d+od\d+kd\d+\S*?_)?"
                    r"ih(\d+)oh(\d+)kh(\d+)\S*?(?:_iw(\d+)ow(\d+)kw(\d+))?")
 
@@ -65,7 +76,171 @@ def child(model, variant, batch, size, calls):
         print(f"@@end {i} {time.perf_counter() - t}", flush=True)
 
 
-def train_step(model, variant, size, batch):
+def child_ops(model, variant, batch, size, calls, logdir):
+    """Run in a child: ``calls`` timed calls, then ``calls`` under TensorFlow's profiler
+    writing to ``logdir``; prints ``@@json`` with both walls and each layer's kind."""
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(batch, size, size, 3)), tf.float32)
+    if variant.startswith("train_"):
+        f, net = train_step(model, variant, size, batch, with_model=True)
+    else:
+        net = build(model, variant, size)
+        f = tf.function(lambda t: net(t, training=False))
+    f(x), f(x)
+
+    def timed():
+        t = time.perf_counter()
+        for _ in range(calls):
+            np.asarray(f(x))
+        return (time.perf_counter() - t) / calls * 1e3
+    wall = timed()
+    tf.profiler.experimental.start(logdir)
+    try:
+        profiled = timed()
+    finally:
+        tf.profiler.experimental.stop()
+    kinds = {layer.name: type(layer).__name__ for layer in net.layers}
+    print("@@json " + json.dumps({"wall_ms": wall, "profiled_wall_ms": profiled,
+                                   "kinds": kinds, "model_scope": net.name}), flush=True)
+
+
+def op_events(logdir):
+    """``[(start_ps, end_ps, op_name, op_type)]`` of every op the executor ran, from the
+    profile in ``logdir`` (events named ``name:Type`` on the ``tf_Compute`` threads)."""
+    import glob
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    paths = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+    if not paths:
+        raise RuntimeError(f"TensorFlow's profiler wrote nothing under {logdir}")
+    space = xplane_pb2.XSpace()
+    with open(paths[0], "rb") as f:
+        space.ParseFromString(f.read())
+    events = []
+    for plane in space.planes:
+        names = plane.event_metadata
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
+            for e in line.events:
+                full = names[e.metadata_id].name
+                if "::" in full or ":" not in full:  # executor and threadpool bookkeeping
+                    continue
+                name, op = full.rsplit(":", 1)
+                start = line.timestamp_ns * 1000 + e.offset_ps
+                events.append((start, start + e.duration_ps, name, op))
+    return events
+
+
+def attribute(events):
+    """``{key: ps}``: each event's time split evenly among the events running at the same
+    moment (a sweep over start/end points), so the values add up to the busy time."""
+    points = sorted([(s, 1, i) for i, (s, _, _) in enumerate(events)]
+                    + [(e, -1, i) for i, (_, e, _) in enumerate(events)])
+    share = collections.defaultdict(float)
+    active, last = set(), None
+    for t, kind, i in points:
+        if active and last is not None and t > last:
+            for j in active:
+                share[events[j][2]] += (t - last) / len(active)
+        last = t
+        (active.add if kind == 1 else active.discard)(i)
+    return dict(share)
+
+
+_SCOPE_SUFFIX = re.compile(r"_\d+$")
+
+
+def op_row(name, op, kinds, model_scope):
+    """The row an op belongs to: ``(what, pass)``, e.g. ``("BatchNormalization",
+    "backward")``, from its name scope (``gradient_tape/`` marks the backward pass)."""
+    parts = name.split("/")
+    backward = parts[0] == "gradient_tape"
+    if backward:
+        parts = parts[1:]
+    if parts and _SCOPE_SUFFIX.sub("", parts[0]) == model_scope and len(parts) > 1:
+        layer = _SCOPE_SUFFIX.sub("", parts[1])
+        return kinds.get(layer, kinds.get(parts[1], "other layer")), \
+            "backward" if backward else "forward"
+    if parts and parts[0] in ("sgd", "SGD", "optimizer"):
+        return "optimizer", "update"
+    return "other (loss, gradient sums)", "backward" if backward else "forward"
+
+
+def op_profile(model, variant, batch=32, size=224, calls=3):
+    """TensorFlow's account of a call of ``variant``, per call: ``{"wall_ms",
+    "profiled_wall_ms", "rows": {"kind|pass": {"ms", "ops": {op type: ms}}}, "busy_ms"}``."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as logdir:
+        code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+                f"import where_time_goes as w; "
+                f"w.child_ops({model!r}, {variant!r}, {batch}, {size}, {calls}, {logdir!r})")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=3600)
+        if res.returncode != 0:
+            raise RuntimeError(f"profiling {model} {variant} failed:\n{res.stderr[-2000:]}")
+        info = json.loads(next(line for line in res.stdout.splitlines()
+                               if line.startswith("@@json "))[7:])
+        events = op_events(logdir)
+    ps = attribute([(s, e, i) for i, (s, e, _, _) in enumerate(events)])
+    rows = collections.defaultdict(lambda: {"ms": 0.0, "ops": collections.Counter()})
+    for i, (_, _, name, op) in enumerate(events):
+        kind, phase = op_row(name, op, info["kinds"], info["model_scope"])
+        ms = ps.get(i, 0.0) / 1e9 / calls
+        rows[f"{kind}|{phase}"]["ms"] += ms
+        rows[f"{kind}|{phase}"]["ops"][op] += ms
+    rows = {k: {"ms": v["ms"], "ops": dict(v["ops"])} for k, v in rows.items()}
+    return {"model": model, "variant": variant, "batch": batch, "size": size, "calls": calls,
+            "wall_ms": info["wall_ms"], "profiled_wall_ms": info["profiled_wall_ms"],
+            "busy_ms": sum(v["ms"] for v in rows.values()), "rows": rows}
+
+
+def op_table(profiles, top=3):
+    """Markdown: one row per (layer kind, pass), ms per call under the profiler and share of
+    the busy time per variant, with the row's largest op types."""
+    keys = sorted({k for p in profiles for k in p["rows"]},
+                  key=lambda k: -max(p["rows"].get(k, {"ms": 0})["ms"] for p in profiles))
+    small = [k for k in keys if all(p["rows"].get(k, {"ms": 0})["ms"] < 0.005 * p["busy_ms"]
+                                    for p in profiles)]
+    if len(small) > 1:  # fold the rows under 0.5% everywhere into one
+        keys = [k for k in keys if k not in small] + ["|".join(("the rest", ""))]
+        for p in profiles:
+            rest = {"ms": 0.0, "ops": collections.Counter()}
+            for k in small:
+                r = p["rows"].get(k, {"ms": 0.0, "ops": {}})
+                rest["ms"] += r["ms"]
+                rest["ops"].update({f"{k.split('|')[0]} {op}": ms for op, ms in r["ops"].items()})
+            p["rows"] = {**p["rows"], "the rest|": rest}
+    lines = ["| layer kind | pass | " + " | ".join(
+        f"{p['variant']} ms (share) | largest ops" for p in profiles) + " |",
+        "|---|---|" + "---|---|" * len(profiles)]
+    for k in keys:
+        kind, phase = k.split("|")
+        cells = []
+        for p in profiles:
+            r = p["rows"].get(k)
+            if r is None:
+                cells += ["–", ""]
+                continue
+            ops = sorted(r["ops"].items(), key=lambda kv: -kv[1])[:top]
+            cells += [f"{r['ms']:.0f} ({r['ms'] / p['busy_ms']:.0%})",
+                      ", ".join(f"{op} {ms:.0f}" for op, ms in ops if ms >= 0.5)]
+        lines.append(f"| {kind} | {phase} | " + " | ".join(cells) + " |")
+    cells = []
+    for p in profiles:
+        cells += [f"{p['busy_ms']:.0f} (100%)",
+                  f"wall {p['profiled_wall_ms']:.0f} profiled, {p['wall_ms']:.0f} not"]
+    lines.append("| total busy | | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def train_step(model, variant, size, batch, with_model=False):
     """A tf.function running one training step of ``model`` on its argument."""
     import keras
     import tensorflow as tf
@@ -73,8 +248,11 @@ def train_step(model, variant, size, batch):
     import keras_classics as kc
     from keras_classics.training.precision import precision
 
-    with precision("mixed_bfloat16" if variant == "train_mixed_bf16" else "float32"):
+    with precision("mixed_bfloat16" if "mixed_bf16" in variant else "float32"):
         net = kc.get_model(model, input_shape=(size, size, 3))
+    for layer in net.layers:  # "_keras_bn": batch norm trained by Keras' own code
+        if isinstance(layer, kc.layers.BatchNormalization):
+            layer.fused = not variant.endswith("_keras_bn")
     opt = keras.optimizers.SGD(0.01, momentum=0.9)
     opt.build(net.trainable_variables)
     y = tf.zeros([batch], tf.int32)
@@ -87,7 +265,7 @@ def train_step(model, variant, size, batch):
         grads = tape.gradient(loss, net.trainable_variables)
         opt.apply_gradients(zip(grads, net.trainable_variables))
         return loss
-    return step
+    return (step, net) if with_model else step
 
 
 def conv_flops(problem):
@@ -196,12 +374,29 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--no-peak", action="store_true", help="skip measuring the peak")
-    p.add_argument("--out", help="also write OUT/where_time_goes.json (and .md)")
+    p.add_argument("--by-op", action="store_true",
+                   help="TensorFlow's profiler: time per layer kind and op (see above)")
+    p.add_argument("--calls", type=int, default=None,
+                   help="calls averaged (default 5; 3 with --by-op)")
+    p.add_argument("--out", help="also write OUT/where_time_goes.json (where_time_goes_ops."
+                   "json with --by-op) and .md")
     p.add_argument("--render", metavar="JSON", help="no measuring: print a written profile")
     args = p.parse_args(argv)
     if args.render:
         with open(args.render) as f:
             print(markdown(json.load(f)))
+        return 0
+    from keras_classics import provenance
+    from timing import write_report
+
+    if args.by_op:
+        profiles = [op_profile(args.model, v, args.batch, args.size, args.calls or 3)
+                    for v in args.variants]
+        report = {"run": provenance.run_record(), "by_op": profiles}
+        text = markdown(report)
+        if args.out:
+            write_report(args.out, "where_time_goes_ops", report, text)
+        print(text)
         return 0
     peaks = None
     if not args.no_peak:
@@ -210,14 +405,11 @@ def main(argv=None):
         from timing import peak
         fp32, bf16 = peak(tf.float32)[0] / 1e9, peak(tf.bfloat16)[0] / 1e9
         peaks = {v: bf16 if "bf16" in v else fp32 for v in args.variants}
-    profiles = [profile(args.model, v, args.batch, args.size) for v in args.variants]
-    from keras_classics import provenance
-
+    profiles = [profile(args.model, v, args.batch, args.size, args.calls or 5)
+                for v in args.variants]
     report = {"run": provenance.run_record(), "profiles": profiles, "peaks": peaks}
     text = markdown(report)
     if args.out:
-        from timing import write_report
-
         write_report(args.out, "where_time_goes", report, text)
     print(text)
     return 0
@@ -227,6 +419,14 @@ def markdown(report):
     """The profile table, headed by command, machine and date."""
     from keras_classics import provenance
 
+    if "by_op" in report:
+        first = report["by_op"][0]
+        return "\n".join([
+            provenance.heading(report.get("run")), "",
+            f"{first['model']}, batch {first['batch']} at {first['size']}x{first['size']}, "
+            f"TensorFlow's profiler, ms per call (mean of {first['calls']} calls under the "
+            "profiler), each op's time shared with the ops running beside it", "",
+            op_table(report["by_op"])])
     first, peaks = report["profiles"][0], report.get("peaks")
     peak_line = (f"; peak {max(peaks.values()):.0f} GFLOP/s bf16, "
                  f"{min(peaks.values()):.0f} fp32" if peaks and len(set(peaks.values())) > 1

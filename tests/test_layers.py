@@ -214,3 +214,100 @@ def test_custom_layer_configs():
     se = L.SqueezeExcite(ratio=4, divisor=8, name="se")
     assert L.SqueezeExcite.from_config(se.get_config()).divisor == 8
     assert kc.layers.SqueezeExcite is L.SqueezeExcite
+
+
+def _bn_pair(policy, **kwargs):
+    """Our BatchNormalization and Keras' own with the same random gamma and beta."""
+    rng = np.random.default_rng(5)
+    pair = (L.BatchNormalization(momentum=0.9, epsilon=1.001e-5, dtype=policy, **kwargs),
+            keras.layers.BatchNormalization(momentum=0.9, epsilon=1.001e-5, dtype=policy,
+                                            **kwargs))
+    gamma, beta = rng.normal(1, 0.3, 8), rng.normal(0, 0.3, 8)
+    for layer in pair:
+        layer.build((None, 6, 6, 8))
+        if layer.scale:
+            layer.gamma.assign(gamma)
+        if layer.center:
+            layer.beta.assign(beta)
+    return pair
+
+
+def _bn_training_step(layer, x, upstream):
+    """One training-mode call in a tf.function: output, the gradients of <output, upstream>
+    with respect to the input and the layer's trainable weights, and the op types run."""
+    import tensorflow as tf
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.cast(layer(x, training=True), tf.float32)
+            loss = tf.reduce_sum(y * upstream)
+        return y, tape.gradient(loss, [x, *layer.trainable_weights])
+    y, grads = step(x)
+    ops = {op.type for op in step.get_concrete_function(x).graph.get_operations()}
+    return [np.asarray(y), *map(np.asarray, grads), np.asarray(layer.moving_mean),
+            np.asarray(layer.moving_variance)], ops
+
+
+@pytest.mark.parametrize("policy,kwargs", [("float32", {}), ("mixed_bfloat16", {}),
+                                           ("float32", {"scale": False}),
+                                           ("float32", {"center": False})])
+def test_batchnorm_trains_through_the_fused_kernel_as_keras_does(policy, kwargs):
+    """In training, TensorFlow's FusedBatchNormV3 and its gradient run instead of Keras'
+    moments (the point of the layer), and everything Keras' layer computes comes out the same:
+    the output, the gradients of the input, gamma and beta, and the moving mean and variance
+    (Keras' biased batch variance; the kernel's Bessel-corrected one is 1/71 larger here)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(6)
+    x = tf.constant(rng.normal(1.5, 2.0, (2, 6, 6, 8)), tf.float32)
+    upstream = tf.constant(rng.normal(size=(2, 6, 6, 8)), tf.float32)
+    ours, keras_bn = _bn_pair(policy, **kwargs)
+    (got, ops), (want, keras_ops) = (_bn_training_step(layer, x, upstream)
+                                     for layer in (ours, keras_bn))
+    assert {"FusedBatchNormV3", "FusedBatchNormGradV3"} <= ops
+    assert not ops & {"SquaredDifference", "Mean"}, ops
+    assert {"SquaredDifference"} <= keras_ops and "FusedBatchNormV3" not in keras_ops
+    names = ["output", "input gradient", *[w.name + " gradient" for w in ours.trainable_weights],
+             "moving mean", "moving variance"]
+    for name, a, b in zip(names, got, want):
+        tol = 1e-5 * max(1.0, float(np.max(np.abs(b))))
+        assert_close(a, b, atol=tol, rtol=0, err_msg=name)
+
+
+def test_batchnorm_keeps_keras_code_where_the_kernel_does_not_apply():
+    """Inference, fused=False, a 2-D input, renorm: no fused kernel, Keras' results."""
+    import tensorflow as tf
+
+    x4 = tf.constant(np.random.default_rng(7).normal(2, 3, (2, 6, 6, 8)), tf.float32)
+    x2 = tf.constant(np.random.default_rng(7).normal(2, 3, (5, 8)), tf.float32)
+    cases = [("inference", {}, x4, False), ("fused=False", {"fused": False}, x4, True),
+             ("2-D", {}, x2, True), ("renorm", {"renorm": True}, x4, True)]
+    for case, kwargs, x, training in cases:
+        ours = L.BatchNormalization(**kwargs)
+        ref = keras.layers.BatchNormalization(
+            **{k: v for k, v in kwargs.items() if k != "fused"})
+        for layer in (ours, ref):
+            layer.build(x.shape)
+        f = tf.function(lambda t, layer: layer(t, training=training))
+        outs = [np.asarray(f(x, layer)) for layer in (ours, ref)]
+        ops = {op.type for op in f.get_concrete_function(x, ours).graph.get_operations()}
+        assert not ops & {"FusedBatchNormV3"}, case
+        assert_close(outs[0], outs[1], atol=1e-6, err_msg=case)
+
+
+def test_models_use_it_and_it_round_trips(tmp_path):
+    """The zoo's batch norms are this layer (same name and weights as Keras'), and a .keras
+    file keeps its class and its ``fused`` setting."""
+    model = kc.get_model("resnet18", input_shape=(32, 32, 3), classes=3)
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and all(type(l) is L.BatchNormalization for l in bns)
+    assert [w.name for w in bns[0].weights] == ["gamma", "beta", "moving_mean",
+                                                "moving_variance"]
+    bns[1].fused = False
+    model.save(tmp_path / "m.keras")
+    back = keras.saving.load_model(tmp_path / "m.keras")
+    again = [l for l in back.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert all(type(l) is L.BatchNormalization for l in again)
+    assert [l.fused for l in again[:3]] == [True, False, True]

@@ -11,10 +11,59 @@ import math
 
 import keras
 
+from keras_classics import backend
+
 NORMS = ("batch", "group", "layer", "instance", None)
 # Layer-name suffix per norm: ``conv1`` + ``_bn`` keeps keras.applications' names for "batch".
 SUFFIX = {"batch": "bn", "group": "gn", "layer": "ln", "instance": "in"}
 GROUPS = 32
+
+
+@keras.saving.register_keras_serializable("keras_classics")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """Keras' BatchNormalization (Ioffe & Szegedy 2015), trained through TensorFlow's fused
+    kernel.
+
+    Keras 3 trains it as ``moments`` + ``batch_normalization`` in float32: a cast of the input
+    under mixed precision, a mean, a squared difference, a second mean, the affine map and a
+    cast back, and as many steps again in the gradient (TensorFlow's ``Tile``, ``Mul``,
+    ``Sum``...). Under the TensorFlow backend, in training on a 4-D channels-last input, this
+    runs ``FusedBatchNormV3`` and its gradient instead (one kernel each way, statistics in
+    float32 for bfloat16/float16 inputs); the moving statistics get Keras' update (biased batch
+    variance, ``momentum``). Everything else — inference, other backends, masks, renorm,
+    synchronized statistics — is Keras' own code. Same weights, config and name as Keras'
+    layer; ``fused=False`` turns the fused kernel off (``bench/train_vs_torch.py`` compares
+    both)."""
+
+    def __init__(self, *args, fused=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fused = fused
+
+    def _fusable(self, inputs, training, mask):
+        return (self.fused and training and self.trainable and mask is None
+                and not self.renorm and not self.synchronized
+                and keras.backend.backend() == "tensorflow" and len(inputs.shape) == 4
+                and list(self._reduction_axes) == [0, 1, 2]
+                and keras.backend.standardize_dtype(inputs.dtype) in (
+                    "float32", "float16", "bfloat16"))
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        channels = (inputs.shape[-1],)
+        gamma = (keras.ops.cast(self.gamma, "float32") if self.scale
+                 else keras.ops.ones(channels, "float32"))
+        beta = (keras.ops.cast(self.beta, "float32") if self.center
+                else keras.ops.zeros(channels, "float32"))
+        y, mean, variance = backend.fused_batch_norm(inputs, gamma, beta, self.epsilon)
+        self.moving_mean.assign(self.moving_mean * self.momentum
+                                + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum
+                                    + variance * (1.0 - self.momentum))
+        return keras.ops.cast(y, self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "fused": self.fused}
 
 
 def check_norm(norm, model_name="model"):
@@ -38,7 +87,7 @@ def normalize(x, norm, name, epsilon=1.001e-5, momentum=0.9, exact_name=False):
         return x
     layer_name = name if exact_name else f"{name}_{SUFFIX[norm]}"
     if norm == "batch":
-        return keras.layers.BatchNormalization(
+        return BatchNormalization(
             axis=-1, epsilon=epsilon, momentum=momentum, name=layer_name
         )(x)
     channels = x.shape[-1]
