@@ -208,15 +208,17 @@ def op_table(profiles, top=3):
                   key=lambda k: -max(p["rows"].get(k, {"ms": 0})["ms"] for p in profiles))
     small = [k for k in keys if all(p["rows"].get(k, {"ms": 0})["ms"] < 0.005 * p["busy_ms"]
                                     for p in profiles)]
-    if len(small) > 1:  # fold the rows under 0.5% everywhere into one
-        keys = [k for k in keys if k not in small] + ["|".join(("the rest", ""))]
+    if len(small) > 1:  # fold the rows under 0.5% everywhere into one (in copies)
+        keys = [k for k in keys if k not in small] + ["the rest|"]
+        folded = []
         for p in profiles:
             rest = {"ms": 0.0, "ops": collections.Counter()}
             for k in small:
                 r = p["rows"].get(k, {"ms": 0.0, "ops": {}})
                 rest["ms"] += r["ms"]
                 rest["ops"].update({f"{k.split('|')[0]} {op}": ms for op, ms in r["ops"].items()})
-            p["rows"] = {**p["rows"], "the rest|": rest}
+            folded.append({**p, "rows": {**p["rows"], "the rest|": rest}})
+        profiles = folded
     lines = ["| layer kind | pass | " + " | ".join(
         f"{p['variant']} ms (share) | largest ops" for p in profiles) + " |",
         "|---|---|" + "---|---|" * len(profiles)]

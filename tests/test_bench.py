@@ -210,10 +210,15 @@ def test_frozen_serving_quick_runs_both_servers(tmp_path):
 
 def test_where_time_goes_splits_a_training_step_s_convolutions(tmp_path):
     """A training step profiled through oneDNN's verbose log: forward, backward-data and
-    backward-weights convolutions in bfloat16 (what the AMX/AVX512-BF16 kernels run, or their
-    emulation elsewhere), the rest of the wall time outside oneDNN; --render prints it again."""
+    backward-weights convolutions, the rest of the wall time outside oneDNN; --render prints it
+    again. In bfloat16 where TensorFlow hands bfloat16 convolutions to oneDNN (AVX-512: the
+    AMX/AVX512-BF16 kernels or their emulation); on an AVX2-only CPU it does not (Eigen runs
+    them), so the step is float32 there."""
+    with open("/proc/cpuinfo") as f:
+        flags = set(next(line for line in f if line.startswith("flags")).split())
+    variant = "train_mixed_bf16" if "avx512f" in flags else "train_fp32"
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "where_time_goes.py"),
-                             "--model", "wrn_10_1", "--variants", "train_mixed_bf16",
+                             "--model", "wrn_10_1", "--variants", variant,
                              "--size", "16", "--batch", "4", "--no-peak", "--out",
                              str(tmp_path)], capture_output=True, text=True, timeout=900,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -230,3 +235,54 @@ def test_where_time_goes_splits_a_training_step_s_convolutions(tmp_path):
                                "--render", str(tmp_path / "where_time_goes.json")],
                               capture_output=True, text=True, timeout=300)
     assert rendered.stdout.strip() == (tmp_path / "where_time_goes.md").read_text().strip()
+
+
+def test_op_time_is_shared_among_the_ops_running_together():
+    """Two ops overlapping for 2 of their 4 and 6 ps share those 2; a third alone keeps its
+    own: the shares add up to the busy time (8 + 5 ps), not to the sum of durations."""
+    events = [(0, 4, "a"), (2, 8, "b"), (10, 15, "c")]
+    shares = where_time_goes.attribute(events)
+    assert shares == {"a": 3.0, "b": 5.0, "c": 5.0}
+    assert sum(shares.values()) == 8 + 5
+
+
+def test_ops_are_put_in_their_layer_s_row():
+    kinds = {"conv1_bn": "BatchNormalization", "conv1_conv": "Conv2D"}
+    row = where_time_goes.op_row
+    assert row("gradient_tape/resnet50_1/conv1_bn_1/FusedBatchNormGradV3",
+               "FusedBatchNormGradV3", kinds, "resnet50") == ("BatchNormalization", "backward")
+    assert row("resnet50_1/conv1_conv_1/convolution", "_FusedConv2D", kinds,
+               "resnet50") == ("Conv2D", "forward")
+    assert row("sgd/Mul_3", "Mul", kinds, "resnet50") == ("optimizer", "update")
+    assert row("AddN_3", "AddN", kinds, "resnet50")[0].startswith("other")
+
+
+def test_where_time_goes_by_op_shows_batch_norm_s_kernels(tmp_path):
+    """TensorFlow's profiler on a training step of a batch-norm network: with the fused
+    kernel the batch-norm rows are its ops, with Keras' code they are moments' (SquaredDifference
+    forward, Tile/Sum/Mul backward); the rows add up to a busy time within the profiled wall."""
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "where_time_goes.py"),
+                             "--by-op", "--model", "wrn_10_1", "--variants",
+                             "train_fp32_keras_bn", "train_fp32", "--size", "16", "--batch", "4",
+                             "--calls", "1", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "where_time_goes_ops.json").read_text())
+    keras_bn, fused = report["by_op"]
+    for prof in (keras_bn, fused):
+        assert 0 < prof["busy_ms"] <= prof["profiled_wall_ms"] * 1.01
+        assert all(math.isfinite(r["ms"]) and r["ms"] >= 0 for r in prof["rows"].values())
+        assert {"Conv2D|forward", "Conv2D|backward", "optimizer|update"} <= set(prof["rows"])
+
+    def ops(prof, row):
+        return set(prof["rows"][row]["ops"])
+    assert "SquaredDifference" in ops(keras_bn, "BatchNormalization|forward")
+    assert not any("FusedBatchNorm" in op for op in ops(keras_bn, "BatchNormalization|forward"))
+    assert any("FusedBatchNormGrad" in op for op in ops(fused, "BatchNormalization|backward"))
+    assert not ops(fused, "BatchNormalization|backward") & {"Tile", "Sum", "SquaredDifference"}
+    rendered = subprocess.run([sys.executable, str(ROOT / "bench" / "where_time_goes.py"),
+                               "--render", str(tmp_path / "where_time_goes_ops.json")],
+                              capture_output=True, text=True, timeout=300)
+    assert rendered.stdout.strip() == (tmp_path / "where_time_goes_ops.md").read_text().strip()
+    assert "| BatchNormalization | backward |" in rendered.stdout

@@ -232,12 +232,13 @@ def _bn_pair(policy, **kwargs):
     return pair
 
 
-def _bn_training_step(layer, x, upstream):
-    """One training-mode call in a tf.function: output, the gradients of <output, upstream>
-    with respect to the input and the layer's trainable weights, and the op types run."""
+def _bn_training_step(layer, x, upstream, jit=False):
+    """One training-mode call in a tf.function (XLA-compiled with ``jit``): output, the
+    gradients of <output, upstream> with respect to the input and the layer's trainable
+    weights, and the op types run."""
     import tensorflow as tf
 
-    @tf.function
+    @tf.function(jit_compile=jit)
     def step(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
@@ -250,10 +251,11 @@ def _bn_training_step(layer, x, upstream):
             np.asarray(layer.moving_variance)], ops
 
 
-@pytest.mark.parametrize("policy,kwargs", [("float32", {}), ("mixed_bfloat16", {}),
-                                           ("float32", {"scale": False}),
-                                           ("float32", {"center": False})])
-def test_batchnorm_trains_through_the_fused_kernel_as_keras_does(policy, kwargs):
+@pytest.mark.parametrize("policy,kwargs,jit", [
+    ("float32", {}, False), ("mixed_bfloat16", {}, False), ("mixed_float16", {}, False),
+    ("mixed_bfloat16", {}, True), ("float32", {"scale": False}, False),
+    ("float32", {"center": False}, False)])
+def test_batchnorm_trains_through_the_fused_kernel_as_keras_does(policy, kwargs, jit):
     """In training, TensorFlow's FusedBatchNormV3 and its gradient run instead of Keras'
     moments (the point of the layer), and everything Keras' layer computes comes out the same:
     the output, the gradients of the input, gamma and beta, and the moving mean and variance
@@ -264,7 +266,7 @@ def test_batchnorm_trains_through_the_fused_kernel_as_keras_does(policy, kwargs)
     x = tf.constant(rng.normal(1.5, 2.0, (2, 6, 6, 8)), tf.float32)
     upstream = tf.constant(rng.normal(size=(2, 6, 6, 8)), tf.float32)
     ours, keras_bn = _bn_pair(policy, **kwargs)
-    (got, ops), (want, keras_ops) = (_bn_training_step(layer, x, upstream)
+    (got, ops), (want, keras_ops) = (_bn_training_step(layer, x, upstream, jit)
                                      for layer in (ours, keras_bn))
     assert {"FusedBatchNormV3", "FusedBatchNormGradV3"} <= ops
     assert not ops & {"SquaredDifference", "Mean"}, ops
