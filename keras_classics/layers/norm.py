@@ -35,6 +35,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
     layer; ``fused=False`` turns the fused kernel off (``bench/train_vs_torch.py`` compares
     both)."""
 
+    counted_as = "BatchNormalization"  # keras_classics.analysis counts and labels it as one
+
     def __init__(self, *args, fused=True, **kwargs):
         super().__init__(*args, **kwargs)
         self.fused = fused
