@@ -25,7 +25,6 @@ def require_tensorflow(feature):
             "their weights and model.fit work on every backend")
 
 
-
 def fused_batch_norm(x, scale, offset, epsilon):
     """TensorFlow's fused batch norm in training mode (``FusedBatchNormV3``, which oneDNN
     runs where TensorFlow uses it): ``(y, batch_mean, batch_variance)`` of an NHWC ``x``

@@ -8,8 +8,8 @@ from .residual import basic_block, bottleneck_block
 from .se import SqueezeExcite
 
 __all__ = [
-    "BatchNormalization", "LocalResponseNormalization", "SqueezeExcite", "CeilMaxPooling2D", "NORMS", "check_norm",
-    "normalize", "padded_conv",
+    "BatchNormalization", "LocalResponseNormalization", "SqueezeExcite", "CeilMaxPooling2D",
+    "NORMS", "check_norm", "normalize", "padded_conv",
     "conv_norm_act", "dense_layer", "dense_block", "transition_block", "inception_v1_module",
     "basic_block", "bottleneck_block",
 ]
