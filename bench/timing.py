@@ -48,6 +48,16 @@ def write_report(out, stem, report, text):
     atomic_write(os.path.join(out, f"{stem}.json"), json.dumps(report, indent=1))
 
 
+def fuse_batch_norm(model, fused):
+    """Train ``model``'s batch norms through TensorFlow's fused kernel (``fused``) or through
+    Keras' own code (``keras_classics.layers.BatchNormalization.fused``)."""
+    from keras_classics.layers import BatchNormalization
+
+    for layer in model.layers:
+        if isinstance(layer, BatchNormalization):
+            layer.fused = fused
+
+
 def speedup(times, fast, slow):
     """``slow``'s time over ``fast``'s, per round (paired): ``(median, low, high)``, low and
     high the quartiles (with fewer than 4 rounds: the extremes)."""

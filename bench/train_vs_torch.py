@@ -38,7 +38,7 @@ import keras_classics as kc  # noqa: E402
 from keras_classics import provenance  # noqa: E402
 from keras_classics.training import StepLoop  # noqa: E402
 from keras_classics.training.precision import precision as policy_scope  # noqa: E402
-from timing import interleaved, speedup, write_report  # noqa: E402
+from timing import fuse_batch_norm, interleaved, speedup, write_report  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
 CLASSES = 1000
@@ -58,9 +58,7 @@ def ours_step(name, size, batch, policy, jit, fused, x, y, steps):
     keras.utils.set_random_seed(0)
     with policy_scope(policy):
         net = kc.get_model(name, classes=CLASSES, input_shape=(size, size, 3))
-    for layer in net.layers:
-        if isinstance(layer, kc.layers.BatchNormalization):
-            layer.fused = fused
+    fuse_batch_norm(net, fused)
     loop = StepLoop(tf.distribute.get_strategy(), net, keras.optimizers.SGD(0.01, momentum=0.9),
                     batch, jit=jit)
     data = tf.data.Dataset.from_tensors((x, y)).repeat()

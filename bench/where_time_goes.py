@@ -13,8 +13,8 @@ bf16_folded (BN folded, bfloat16 policy): inference; train_fp32, train_mixed_bf1
 training step (forward, loss, backward, SGD-momentum update in one tf.function, as
 ``bench/train_vs_torch.py`` times it), its convolutions split into forward, backward-data and
 backward-weights; train_fp32_keras_bn, train_mixed_bf16_keras_bn: the same with batch norm
-trained by Keras' own code instead of TensorFlow's fused kernel. CPU only: on a GPU, or with TF_ENABLE_ONEDNN_OPTS=0, no oneDNN primitives
-run and the report says so.
+trained by Keras' own code instead of TensorFlow's fused kernel. CPU only: on a GPU, or with
+TF_ENABLE_ONEDNN_OPTS=0, no oneDNN primitives run and the report says so.
 
 ``--by-op`` gives TensorFlow's account instead (its profiler, ``tf.profiler.experimental``):
 every op the executor ran, attributed to the layer kind whose name scope it carries (the
@@ -55,20 +55,29 @@ def build(model, variant, size):
     return kc.fuse_batchnorm(ours, dtype="bfloat16" if variant == "bf16_folded" else None)
 
 
-def child(model, variant, batch, size, calls):
-    """Run in a process started with ONEDNN_VERBOSE=1: marks each timed call on stdout."""
-    import time
-
+def warmed_call(model, variant, batch, size):
+    """``(f, x, net)``: the tf.function of ``variant`` (a training step or an inference call),
+    its input batch and its model, already called twice (tracing, primitives, caches)."""
     import numpy as np
     import tensorflow as tf
 
     x = tf.constant(np.random.default_rng(0).normal(size=(batch, size, size, 3)), tf.float32)
     if variant.startswith("train_"):
-        f = train_step(model, variant, size, batch)
+        f, net = train_step(model, variant, size, batch)
     else:
         net = build(model, variant, size)
         f = tf.function(lambda t: net(t, training=False))
-    f(x), f(x)  # tracing, primitive creation, caches
+    f(x), f(x)
+    return f, x, net
+
+
+def child(model, variant, batch, size, calls):
+    """Run in a process started with ONEDNN_VERBOSE=1: marks each timed call on stdout."""
+    import time
+
+    import numpy as np
+
+    f, x, _ = warmed_call(model, variant, batch, size)
     for i in range(calls):
         print(f"@@start {i}", flush=True)
         t = time.perf_counter()
@@ -84,13 +93,7 @@ def child_ops(model, variant, batch, size, calls, logdir):
     import numpy as np
     import tensorflow as tf
 
-    x = tf.constant(np.random.default_rng(0).normal(size=(batch, size, size, 3)), tf.float32)
-    if variant.startswith("train_"):
-        f, net = train_step(model, variant, size, batch, with_model=True)
-    else:
-        net = build(model, variant, size)
-        f = tf.function(lambda t: net(t, training=False))
-    f(x), f(x)
+    f, x, net = warmed_call(model, variant, batch, size)
 
     def timed():
         t = time.perf_counter()
@@ -242,8 +245,9 @@ def op_table(profiles, top=3):
     return "\n".join(lines)
 
 
-def train_step(model, variant, size, batch, with_model=False):
-    """A tf.function running one training step of ``model`` on its argument."""
+def train_step(model, variant, size, batch):
+    """``(step, net)``: a tf.function running one training step of ``net``, the model
+    ``model``, on its argument."""
     import keras
     import tensorflow as tf
 
@@ -252,9 +256,8 @@ def train_step(model, variant, size, batch, with_model=False):
 
     with precision("mixed_bfloat16" if "mixed_bf16" in variant else "float32"):
         net = kc.get_model(model, input_shape=(size, size, 3))
-    for layer in net.layers:  # "_keras_bn": batch norm trained by Keras' own code
-        if isinstance(layer, kc.layers.BatchNormalization):
-            layer.fused = not variant.endswith("_keras_bn")
+    from timing import fuse_batch_norm
+    fuse_batch_norm(net, not variant.endswith("_keras_bn"))
     opt = keras.optimizers.SGD(0.01, momentum=0.9)
     opt.build(net.trainable_variables)
     y = tf.zeros([batch], tf.int32)
@@ -267,7 +270,7 @@ def train_step(model, variant, size, batch, with_model=False):
         grads = tape.gradient(loss, net.trainable_variables)
         opt.apply_gradients(zip(grads, net.trainable_variables))
         return loss
-    return (step, net) if with_model else step
+    return step, net
 
 
 def conv_flops(problem):
