@@ -66,61 +66,21 @@ def ours_step(name, size, batch, policy, jit, fused, x, y, steps):
     return lambda: loop.train(iterator, steps)
 
 
-def torch_zfnet(torch, classes):
-    """ZFNet (Zeiler & Fergus 2013, table 1) as ``keras_classics.ZFNet`` builds it: 7x7/2 96,
-    3x3/2 max pool, LRN; 5x5/2 256, pool, LRN; 3x3 384, 384, 256; pool; 4096, 4096 with
-    dropout; pools 1 and 2 in ceil mode, as ours."""
-    nn = torch.nn
-
-    def lrn():
-        return nn.LocalResponseNorm(5, alpha=1e-4 * 5, beta=0.75, k=2.0)
-
-    return nn.Sequential(
-        nn.Conv2d(3, 96, 7, 2, 1), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True), lrn(),
-        nn.Conv2d(96, 256, 5, 2), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True), lrn(),
-        nn.Conv2d(256, 384, 3, 1, 1), nn.ReLU(), nn.Conv2d(384, 384, 3, 1, 1), nn.ReLU(),
-        nn.Conv2d(384, 256, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Flatten(), nn.LazyLinear(4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 4096),
-        nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, classes))
-
-
 def torch_steps(name, x, y, steps, wanted=THEIRS):
-    """PyTorch's training step in float32 and under bfloat16 autocast (those of ``wanted``),
-    channels-last; {} without torch (the test extra installs it)."""
+    """PyTorch's training step in float32 and under bfloat16 autocast (those of ``wanted``,
+    ``bench/torch_train.py``); ``({}, {})`` without torch (the test extra installs it)."""
     try:
-        import torch
-
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
-                                        "tests"))
-        from torch_models import torchvision_models
-        models = torchvision_models()
+        import torch_train
+        torch_train.torch_and_models()
     except ImportError:
         return {}, {}
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
-    images = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()).contiguous(
-        memory_format=torch.channels_last)
-    labels = torch.from_numpy(np.asarray(y).astype("int64"))
     fns, params = {}, {}
     for key, autocast in (("torch fp32", False), ("torch bf16 autocast", True)):
         if key not in wanted:
             continue
-        torch.manual_seed(0)
-        model = models.resnet50() if name == "resnet50" else torch_zfnet(torch, CLASSES)
-        with torch.no_grad():
-            model.eval()(images[:1])  # materialises ZFNet's LazyLinear
-        model = model.train().to(memory_format=torch.channels_last)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        step, model = torch_train.training(name, x, y, autocast, CLASSES)
         params[key] = sum(p.numel() for p in model.parameters())
-
-        def step(model=model, opt=opt, autocast=autocast):
-            for _ in range(steps):
-                opt.zero_grad(set_to_none=True)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                    loss = torch.nn.functional.cross_entropy(model(images), labels)
-                loss.backward()
-                opt.step()
-            return float(loss.detach())
-        fns[key] = step
+        fns[key] = lambda step=step: step(steps)
     return fns, params
 
 

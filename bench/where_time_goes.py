@@ -36,7 +36,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # why: keras_classics.cli.ONEDNN
 
 VARIANTS = ("keras", "ours", "folded", "bf16_folded", "train_fp32", "train_mixed_bf16",
-            "train_fp32_keras_bn", "train_mixed_bf16_keras_bn")
+            "train_fp32_keras_bn", "train_mixed_bf16_keras_bn", "torch_train_fp32",
+            "torch_train_bf16_autocast")
+# PyTorch's modules as the Keras layer kinds of our twins (the rows of ``--by-op``)
+TORCH_KINDS = {"Conv2d": "Conv2D", "BatchNorm2d": "BatchNormalization", "ReLU": "Activation",
+               "MaxPool2d": "MaxPooling2D", "AdaptiveAvgPool2d": "GlobalAveragePooling2D",
+               "Linear": "Dense", "LocalResponseNorm": "LocalResponseNormalization",
+               "Dropout": "Dropout", "Flatten": "Flatten"}
+OTHER = "other (loss, gradient sums)"
+FUNCTION_CALLS = ("PartitionedCall", "StatefulPartitionedCall")
+UNSCOPED_GRADIENT = "gradient of a function call"
 _CONV = re.compile(r"(?:g(\d+))?mb(\d+)_ic(\d+)oc(\d+)_(?:id\d+od\d+kd\d+\S*?_)?"
                    r"ih(\d+)oh(\d+)kh(\d+)\S*?(?:_iw(\d+)ow(\d+)kw(\d+))?")
 
@@ -111,9 +120,101 @@ def child_ops(model, variant, batch, size, calls, logdir):
                                    "kinds": kinds, "model_scope": net.name}), flush=True)
 
 
+def child_torch_ops(model, variant, batch, size, calls):
+    """Run in a child: PyTorch's training step (``bench/torch_train.py``), ``calls`` timed
+    steps, then ``calls`` under PyTorch's profiler with every leaf module's call marked;
+    prints ``@@json`` with both walls and the rows (:func:`torch_rows`)."""
+    import time
+
+    import numpy as np
+    import torch
+
+    import torch_train
+
+    x = np.random.default_rng(0).normal(size=(batch, size, size, 3))
+    step, net = torch_train.training(model, x, np.zeros(batch), variant.endswith("autocast"))
+    step(2)
+
+    def timed(scoped=False):
+        t = time.perf_counter()
+        step(calls, scoped=scoped)
+        return (time.perf_counter() - t) / calls * 1e3
+    wall = timed()
+    open_marks = []
+
+    def enter(module, args):
+        open_marks.append(torch.profiler.record_function("layer::" + type(module).__name__))
+        open_marks[-1].__enter__()
+
+    def leave(module, args, out):
+        open_marks.pop().__exit__(None, None, None)
+    leaves = [m for m in net.modules() if next(m.children(), None) is None]
+    hooks = [h for m in leaves for h in (m.register_forward_pre_hook(enter),
+                                         m.register_forward_hook(leave))]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        profiled = timed(scoped=True)
+    for h in hooks:
+        h.remove()
+    print("@@json " + json.dumps({"wall_ms": wall, "profiled_wall_ms": profiled,
+                                   "rows": torch_rows(prof.events(), calls)}), flush=True)
+
+
+def torch_rows(events, calls):
+    """``{"kind|pass": {"ms", "ops": {op: ms}}}`` per step from PyTorch's profiler events. Each
+    top-level op (an ``aten::`` op, an autograd node's evaluation, the optimizer's step and
+    zero_grad) goes whole to the row of the layer it ran for: a forward op to the innermost
+    ``layer::`` mark around it (the Keras kind of that module, ``TORCH_KINDS``; an add inside
+    the model but outside a module is the residual ``Add``), an autograd node to the forward
+    op that recorded its sequence number. The row's ops are the subtrees' self times."""
+    def ancestors(e):
+        while e.cpu_parent is not None:
+            e = e.cpu_parent
+            yield e.name
+
+    def subtree(e):
+        yield e
+        for c in e.cpu_children:
+            yield from subtree(c)
+
+    def is_op(name):
+        return name.startswith(("aten::", "autograd::engine::evaluate_function", "Optimizer."))
+
+    made_by = {}  # autograd sequence number -> the layer kind whose forward op recorded it
+    rows = collections.defaultdict(lambda: {"ms": 0.0, "ops": collections.Counter()})
+    for e in sorted(events, key=lambda e: e.time_range.start):
+        scopes = list(ancestors(e))
+        if not is_op(e.name) or any(is_op(name) for name in scopes):
+            continue
+        if e.name.startswith("Optimizer."):
+            kind, phase = "optimizer", "update"
+        elif e.name.startswith("autograd::"):
+            kind, phase = made_by.get(e.sequence_nr, OTHER), "backward"
+        else:
+            layer = next((name[7:] for name in scopes if name.startswith("layer::")), None)
+            if layer is not None:
+                kind = TORCH_KINDS.get(layer, layer)
+            elif "model" in scopes:
+                kind = "Add" if e.name in ("aten::add", "aten::add_") else "other layer"
+            else:
+                kind = OTHER
+            phase = "backward" if "backward" in scopes else "forward"
+            for d in subtree(e):
+                if d.sequence_nr >= 0 and phase == "forward":
+                    made_by[d.sequence_nr] = kind
+        row = rows[f"{kind}|{phase}"]
+        row["ms"] += e.time_range.elapsed_us() / 1e3 / calls
+        for d in subtree(e):
+            op = d.name.replace("autograd::engine::evaluate_function: ", "").replace(
+                "aten::", "")
+            row["ops"][op] += d.self_cpu_time_total / 1e3 / calls
+    return {k: {"ms": v["ms"], "ops": dict(v["ops"])} for k, v in rows.items()}
+
+
 def op_events(logdir):
     """``[(start_ps, end_ps, op_name, op_type)]`` of every op the executor ran, from the
-    profile in ``logdir`` (events named ``name:Type`` on the ``tf_Compute`` threads)."""
+    profile in ``logdir``: events named ``name:Type`` on the ``tf_Compute`` threads, and the
+    asynchronous ops (an XLA-compiled function's call: ``ExecutorState::ProcessAsync::Start``,
+    which runs the compiled code to its end, with the op's name and type as stats)."""
     import glob
 
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
@@ -132,9 +233,17 @@ def op_events(logdir):
                 continue
             for e in line.events:
                 full = names[e.metadata_id].name
-                if "::" in full or ":" not in full:  # executor and threadpool bookkeeping
+                if full == "ExecutorState::ProcessAsync::Start":
+                    stats = {plane.stat_metadata[s.metadata_id].name: s.str_value or (
+                        plane.stat_metadata[s.ref_value].name if s.ref_value else "")
+                        for s in e.stats}
+                    name, op = stats.get("name"), stats.get("kernel_type")
+                    if not name or not op:
+                        continue
+                elif "::" in full or ":" not in full:  # executor and threadpool bookkeeping
                     continue
-                name, op = full.rsplit(":", 1)
+                else:
+                    name, op = full.rsplit(":", 1)
                 start = line.timestamp_ns * 1000 + e.offset_ps
                 events.append((start, start + e.duration_ps, name, op))
     return events
@@ -172,7 +281,11 @@ def op_row(name, op, kinds, model_scope):
             "backward" if backward else "forward"
     if parts and parts[0] in ("sgd", "SGD", "optimizer"):
         return "optimizer", "update"
-    return "other (loss, gradient sums)", "backward" if backward else "forward"
+    if len(parts) == 1 and op in FUNCTION_CALLS:
+        # TensorFlow calls the gradient of a function call (in the zoo: LRN's XLA-compiled
+        # function) outside any name scope; op_profile gives it to the layer kind calling one
+        return UNSCOPED_GRADIENT, "backward"
+    return OTHER, "backward" if backward else "forward"
 
 
 def op_profile(model, variant, batch=32, size=224, calls=3):
@@ -180,6 +293,20 @@ def op_profile(model, variant, batch=32, size=224, calls=3):
     "profiled_wall_ms", "rows": {"kind|pass": {"ms", "ops": {op type: ms}}}, "busy_ms"}``."""
     import tempfile
 
+    if variant.startswith("torch_"):
+        code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+                f"import where_time_goes as w; "
+                f"w.child_torch_ops({model!r}, {variant!r}, {batch}, {size}, {calls})")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=3600)
+        if res.returncode != 0:
+            raise RuntimeError(f"profiling {model} {variant} failed:\n{res.stderr[-2000:]}")
+        info = json.loads(next(line for line in res.stdout.splitlines()
+                               if line.startswith("@@json "))[7:])
+        return {"model": model, "variant": variant, "batch": batch, "size": size,
+                "calls": calls, "wall_ms": info["wall_ms"],
+                "profiled_wall_ms": info["profiled_wall_ms"],
+                "busy_ms": sum(v["ms"] for v in info["rows"].values()), "rows": info["rows"]}
     with tempfile.TemporaryDirectory() as logdir:
         code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
                 f"import where_time_goes as w; "
@@ -192,9 +319,15 @@ def op_profile(model, variant, batch=32, size=224, calls=3):
                                if line.startswith("@@json "))[7:])
         events = op_events(logdir)
     ps = attribute([(s, e, i) for i, (s, e, _, _) in enumerate(events)])
+    placed = [op_row(name, op, info["kinds"], info["model_scope"]) for _, _, name, op in events]
+    # the unscoped gradients of function calls belong to the one layer kind calling functions
+    calling = {kind for (kind, phase), (_, _, _, op) in zip(placed, events)
+               if phase == "forward" and op in FUNCTION_CALLS}
     rows = collections.defaultdict(lambda: {"ms": 0.0, "ops": collections.Counter()})
     for i, (_, _, name, op) in enumerate(events):
-        kind, phase = op_row(name, op, info["kinds"], info["model_scope"])
+        kind, phase = placed[i]
+        if kind == UNSCOPED_GRADIENT and len(calling) == 1:
+            kind = next(iter(calling))
         ms = ps.get(i, 0.0) / 1e9 / calls
         rows[f"{kind}|{phase}"]["ms"] += ms
         rows[f"{kind}|{phase}"]["ops"][op] += ms

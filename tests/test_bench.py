@@ -286,3 +286,49 @@ def test_where_time_goes_by_op_shows_batch_norm_s_kernels(tmp_path):
                               capture_output=True, text=True, timeout=300)
     assert rendered.stdout.strip() == (tmp_path / "where_time_goes_ops.md").read_text().strip()
     assert "| BatchNormalization | backward |" in rendered.stdout
+
+
+def test_by_op_puts_our_zfnet_and_pytorch_s_in_the_same_rows(tmp_path):
+    """Ours and PyTorch's ZFNet step side by side: the XLA-compiled LRN (an asynchronous op,
+    its gradient called outside any name scope) lands in LRN's rows on our side; PyTorch's LRN
+    (a chain of aten ops) in the same rows, its backward found through the autograd sequence
+    numbers; each side's rows add up to a busy time within its profiled wall."""
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "where_time_goes.py"),
+                             "--by-op", "--model", "zfnet", "--variants", "train_fp32",
+                             "torch_train_fp32", "--size", "64", "--batch", "2", "--calls", "1",
+                             "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "where_time_goes_ops.json").read_text())
+    ours, theirs = report["by_op"]
+    for prof in (ours, theirs):
+        assert 0 < prof["busy_ms"] <= prof["profiled_wall_ms"] * 1.01
+        assert math.isclose(prof["busy_ms"], sum(r["ms"] for r in prof["rows"].values()))
+        assert all(math.isfinite(r["ms"]) and r["ms"] >= 0 for r in prof["rows"].values())
+        assert {f"{kind}|{phase}" for kind in ("Conv2D", "LocalResponseNormalization", "Dense")
+                for phase in ("forward", "backward")} | {"optimizer|update"} <= set(prof["rows"])
+        assert where_time_goes.UNSCOPED_GRADIENT not in {k.split("|")[0] for k in prof["rows"]}
+    assert set(ours["rows"]["LocalResponseNormalization|backward"]["ops"]) == {
+        "PartitionedCall"}
+    assert "avg_pool3d_backward" in theirs["rows"]["LocalResponseNormalization|backward"]["ops"]
+    assert "convolution_backward" in theirs["rows"]["Conv2D|backward"]["ops"]
+    rendered = subprocess.run([sys.executable, str(ROOT / "bench" / "where_time_goes.py"),
+                               "--render", str(tmp_path / "where_time_goes_ops.json")],
+                              capture_output=True, text=True, timeout=300)
+    assert rendered.stdout.strip() == (tmp_path / "where_time_goes_ops.md").read_text().strip()
+    assert "torch_train_fp32 ms (share)" in rendered.stdout
+
+
+def test_pytorch_s_resnet_ops_find_their_layers():
+    """torchvision's ResNet-50: the residual ``out += identity`` (no module of its own) is the
+    Add row, batch norm's backward node is found from its forward op, casts under bf16
+    autocast sit with the layer that casts (ToCopyBackward0 among Conv2D's backward ops)."""
+    for variant in ("torch_train_fp32", "torch_train_bf16_autocast"):
+        prof = where_time_goes.op_profile("resnet50", variant, batch=2, size=32, calls=1)
+        rows = prof["rows"]
+        assert {"Add|forward", "Add|backward", "BatchNormalization|backward",
+                "Activation|backward", "GlobalAveragePooling2D|backward"} <= set(rows)
+        assert "native_batch_norm_backward" in rows["BatchNormalization|backward"]["ops"]
+        assert rows.get("other layer|forward", {"ms": 0.0})["ms"] < 0.05 * prof["busy_ms"]
+    assert "ToCopyBackward0" in rows["Conv2D|backward"]["ops"]
