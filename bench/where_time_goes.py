@@ -22,7 +22,12 @@ forward pass, ``gradient_tape/`` for the backward pass, the optimizer's scope fo
 each op's time split evenly among the ops running beside it on the two inter-op threads, so
 the rows add up to the busy time. This is where the time outside oneDNN goes: casts, batch
 norm and its gradient, ReLU and add gradients, the update. The profiler slows the step down;
-the report gives both walls.
+the report gives both walls. The variants torch_train_fp32 and torch_train_bf16_autocast put
+PyTorch's step (``bench/torch_train.py``, as ``bench/train_vs_torch.py`` times it; resnet50 and
+zfnet) in the same rows, from PyTorch's profiler: each top-level op to the layer kind of the
+module it ran in, each autograd node to the layer whose forward op made it.
+
+    python bench/where_time_goes.py --by-op --variants train_fp32 torch_train_fp32 --size 128
 """
 import argparse
 import collections
@@ -563,7 +568,10 @@ def markdown(report):
             provenance.heading(report.get("run")), "",
             f"{first['model']}, batch {first['batch']} at {first['size']}x{first['size']}, "
             f"TensorFlow's profiler, ms per call (mean of {first['calls']} calls under the "
-            "profiler), each op's time shared with the ops running beside it", "",
+            "profiler), each op's time shared with the ops running beside it"
+            + ("; torch_* columns: PyTorch's profiler, its top-level ops (they run one after "
+               "another)" if any(p["variant"].startswith("torch_") for p in report["by_op"])
+               else ""), "",
             op_table(report["by_op"])])
     first, peaks = report["profiles"][0], report.get("peaks")
     peak_line = (f"; peak {max(peaks.values()):.0f} GFLOP/s bf16, "
