@@ -42,13 +42,13 @@ def training(name, x, y, autocast, classes=1000):
     scoped=True)`` marks the model call, the loss and the backward pass for the profiler."""
     import numpy as np
 
+    if name not in MODELS:
+        raise ValueError(f"no PyTorch twin of {name!r}: one of {', '.join(MODELS)}")
     torch, models = torch_and_models()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     images = torch.from_numpy(np.asarray(x, np.float32).transpose(0, 3, 1, 2).copy()).contiguous(
         memory_format=torch.channels_last)
     labels = torch.from_numpy(np.asarray(y).astype("int64"))
-    if name not in MODELS:
-        raise ValueError(f"no PyTorch twin of {name!r}: one of {', '.join(MODELS)}")
     torch.manual_seed(0)
     model = models.resnet50(num_classes=classes) if name == "resnet50" else \
         torch_zfnet(torch, classes)

@@ -529,6 +529,12 @@ def main(argv=None):
         with open(args.render) as f:
             print(markdown(json.load(f)))
         return 0
+    from torch_train import MODELS as TORCH_MODELS
+    if args.model not in TORCH_MODELS and any(v.startswith("torch_") for v in args.variants):
+        p.error(f"the torch_* variants have PyTorch twins of {', '.join(TORCH_MODELS)} only, "
+                f"not {args.model!r}")
+    if any(v.startswith("torch_") for v in args.variants) and not args.by_op:
+        p.error("the torch_* variants are profiled with --by-op (PyTorch's profiler)")
     from keras_classics import provenance
     from timing import write_report
 

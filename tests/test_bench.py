@@ -332,3 +332,13 @@ def test_pytorch_s_resnet_ops_find_their_layers():
         assert "native_batch_norm_backward" in rows["BatchNormalization|backward"]["ops"]
         assert rows.get("other layer|forward", {"ms": 0.0})["ms"] < 0.05 * prof["busy_ms"]
     assert "ToCopyBackward0" in rows["Conv2D|backward"]["ops"]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--by-op", "--model", "wrn_10_1", "--variants", "torch_train_fp32"],
+     "PyTorch twins of resnet50, zfnet only"),
+    (["--model", "zfnet", "--variants", "torch_train_fp32"], "profiled with --by-op")])
+def test_torch_variants_refuse_what_they_cannot_profile(argv, says, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        where_time_goes.main(argv)
+    assert exit_.value.code == 2 and says in capsys.readouterr().err
