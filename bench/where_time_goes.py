@@ -203,9 +203,8 @@ def torch_rows(events, calls):
             else:
                 kind = OTHER
             phase = "backward" if "backward" in scopes else "forward"
-            for d in subtree(e):
-                if d.sequence_nr >= 0 and phase == "forward":
-                    made_by[d.sequence_nr] = kind
+            if phase == "forward":
+                made_by.update((d.sequence_nr, kind) for d in subtree(e) if d.sequence_nr >= 0)
         row = rows[f"{kind}|{phase}"]
         row["ms"] += e.time_range.elapsed_us() / 1e3 / calls
         for d in subtree(e):
@@ -293,53 +292,60 @@ def op_row(name, op, kinds, model_scope):
     return OTHER, "backward" if backward else "forward"
 
 
+def run_child(function, *args, env=None, timeout=3600):
+    """The stdout of ``where_time_goes.function(*args)`` run in a fresh Python (``args`` start
+    with the model and the variant) with ``env`` added to this process' environment."""
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+            f"import where_time_goes as w; w.{function}{args!r}")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+                         timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeError(f"profiling {args[0]} {args[1]} failed:\n{res.stderr[-2000:]}")
+    return res.stdout
+
+
+def child_json(stdout):
+    """The ``@@json`` line a child printed."""
+    return json.loads(next(line for line in stdout.splitlines() if line.startswith("@@json "))[7:])
+
+
 def op_profile(model, variant, batch=32, size=224, calls=3):
-    """TensorFlow's account of a call of ``variant``, per call: ``{"wall_ms",
-    "profiled_wall_ms", "rows": {"kind|pass": {"ms", "ops": {op type: ms}}}, "busy_ms"}``."""
+    """TensorFlow's (or for torch_* variants PyTorch's) account of a call of ``variant``, per
+    call: ``{"wall_ms", "profiled_wall_ms", "rows": {"kind|pass": {"ms", "ops": {op type:
+    ms}}}, "busy_ms"}``."""
     import tempfile
 
     if variant.startswith("torch_"):
-        code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
-                f"import where_time_goes as w; "
-                f"w.child_torch_ops({model!r}, {variant!r}, {batch}, {size}, {calls})")
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=3600)
-        if res.returncode != 0:
-            raise RuntimeError(f"profiling {model} {variant} failed:\n{res.stderr[-2000:]}")
-        info = json.loads(next(line for line in res.stdout.splitlines()
-                               if line.startswith("@@json "))[7:])
-        return {"model": model, "variant": variant, "batch": batch, "size": size,
-                "calls": calls, "wall_ms": info["wall_ms"],
-                "profiled_wall_ms": info["profiled_wall_ms"],
-                "busy_ms": sum(v["ms"] for v in info["rows"].values()), "rows": info["rows"]}
-    with tempfile.TemporaryDirectory() as logdir:
-        code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
-                f"import where_time_goes as w; "
-                f"w.child_ops({model!r}, {variant!r}, {batch}, {size}, {calls}, {logdir!r})")
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=3600)
-        if res.returncode != 0:
-            raise RuntimeError(f"profiling {model} {variant} failed:\n{res.stderr[-2000:]}")
-        info = json.loads(next(line for line in res.stdout.splitlines()
-                               if line.startswith("@@json "))[7:])
-        events = op_events(logdir)
+        info = child_json(run_child("child_torch_ops", model, variant, batch, size, calls))
+        rows = info["rows"]
+    else:
+        with tempfile.TemporaryDirectory() as logdir:
+            info = child_json(run_child("child_ops", model, variant, batch, size, calls, logdir))
+            events = op_events(logdir)
+        rows = tf_rows(events, info["kinds"], info["model_scope"], calls)
+    return {"model": model, "variant": variant, "batch": batch, "size": size, "calls": calls,
+            "wall_ms": info["wall_ms"], "profiled_wall_ms": info["profiled_wall_ms"],
+            "busy_ms": sum(v["ms"] for v in rows.values()), "rows": rows}
+
+
+def tf_rows(events, kinds, model_scope, calls):
+    """``{"kind|pass": {"ms", "ops": {op type: ms}}}`` per call from :func:`op_events`: each
+    op's shared time (:func:`attribute`) to its :func:`op_row`."""
     ps = attribute([(s, e, i) for i, (s, e, _, _) in enumerate(events)])
-    placed = [op_row(name, op, info["kinds"], info["model_scope"]) for _, _, name, op in events]
+    placed = [op_row(name, op, kinds, model_scope) for _, _, name, op in events]
     # the unscoped gradients of function calls belong to the one layer kind calling functions
     calling = {kind for (kind, phase), (_, _, _, op) in zip(placed, events)
                if phase == "forward" and op in FUNCTION_CALLS}
     rows = collections.defaultdict(lambda: {"ms": 0.0, "ops": collections.Counter()})
-    for i, (_, _, name, op) in enumerate(events):
+    for i, (_, _, _, op) in enumerate(events):
         kind, phase = placed[i]
         if kind == UNSCOPED_GRADIENT and len(calling) == 1:
             kind = next(iter(calling))
         ms = ps.get(i, 0.0) / 1e9 / calls
         rows[f"{kind}|{phase}"]["ms"] += ms
         rows[f"{kind}|{phase}"]["ops"][op] += ms
-    rows = {k: {"ms": v["ms"], "ops": dict(v["ops"])} for k, v in rows.items()}
-    return {"model": model, "variant": variant, "batch": batch, "size": size, "calls": calls,
-            "wall_ms": info["wall_ms"], "profiled_wall_ms": info["profiled_wall_ms"],
-            "busy_ms": sum(v["ms"] for v in rows.values()), "rows": rows}
+    return {k: {"ms": v["ms"], "ops": dict(v["ops"])} for k, v in rows.items()}
 
 
 def op_table(profiles, top=3):
@@ -451,15 +457,8 @@ def parse(stdout):
 def profile(model, variant, batch=32, size=224, calls=5):
     """oneDNN's account of an inference call of ``variant``, the mean over ``calls`` calls:
     ``{"wall_ms", "groups": {kind: {"n", "ms", "gflop"}}, "outside_ms"}``."""
-    env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
-            f"import where_time_goes as w; "
-            f"w.child({model!r}, {variant!r}, {batch}, {size}, {calls})")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         timeout=1800)
-    if res.returncode != 0:
-        raise RuntimeError(f"profiling {model} {variant} failed:\n{res.stderr[-2000:]}")
-    runs = parse(res.stdout)
+    runs = parse(run_child("child", model, variant, batch, size, calls,
+                           env={"ONEDNN_VERBOSE": "1"}, timeout=1800))
     groups = collections.defaultdict(lambda: {"n": 0, "ms": 0.0, "gflop": 0.0})
     for _, prims in runs.values():
         for kind, ms, flops in prims:
@@ -530,11 +529,12 @@ def main(argv=None):
             print(markdown(json.load(f)))
         return 0
     from torch_train import MODELS as TORCH_MODELS
-    if args.model not in TORCH_MODELS and any(v.startswith("torch_") for v in args.variants):
-        p.error(f"the torch_* variants have PyTorch twins of {', '.join(TORCH_MODELS)} only, "
-                f"not {args.model!r}")
-    if any(v.startswith("torch_") for v in args.variants) and not args.by_op:
-        p.error("the torch_* variants are profiled with --by-op (PyTorch's profiler)")
+    if any(v.startswith("torch_") for v in args.variants):
+        if args.model not in TORCH_MODELS:
+            p.error(f"the torch_* variants have PyTorch twins of {', '.join(TORCH_MODELS)} "
+                    f"only, not {args.model!r}")
+        if not args.by_op:
+            p.error("the torch_* variants are profiled with --by-op (PyTorch's profiler)")
     from keras_classics import provenance
     from timing import write_report
 

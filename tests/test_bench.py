@@ -257,22 +257,39 @@ def test_ops_are_put_in_their_layer_s_row():
     assert row("AddN_3", "AddN", kinds, "resnet50")[0].startswith("other")
 
 
+def by_op_report(out, *args):
+    """Run ``bench/where_time_goes.py --by-op ARGS --out OUT`` (it must exit 0), check that
+    ``--render`` reproduces the written .md; the report and the rendered table."""
+    script = str(ROOT / "bench" / "where_time_goes.py")
+    result = subprocess.run([sys.executable, script, "--by-op", *args, "--out", str(out)],
+                            capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rendered = subprocess.run([sys.executable, script, "--render",
+                               str(out / "where_time_goes_ops.json")],
+                              capture_output=True, text=True, timeout=300)
+    assert rendered.stdout.strip() == (out / "where_time_goes_ops.md").read_text().strip()
+    return json.loads((out / "where_time_goes_ops.json").read_text()), rendered.stdout
+
+
+def check_busy_time(prof):
+    """The rows add up to the busy time, every row finite, the busy time within the profiled
+    wall."""
+    assert all(math.isfinite(r["ms"]) and r["ms"] >= 0 for r in prof["rows"].values())
+    assert math.isclose(prof["busy_ms"], sum(r["ms"] for r in prof["rows"].values()))
+    assert 0 < prof["busy_ms"] <= prof["profiled_wall_ms"] * 1.01
+
+
 def test_where_time_goes_by_op_shows_batch_norm_s_kernels(tmp_path):
     """TensorFlow's profiler on a training step of a batch-norm network: with the fused
     kernel the batch-norm rows are its ops, with Keras' code they are moments' (SquaredDifference
     forward, Tile/Sum/Mul backward); the rows add up to a busy time within the profiled wall."""
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "where_time_goes.py"),
-                             "--by-op", "--model", "wrn_10_1", "--variants",
-                             "train_fp32_keras_bn", "train_fp32", "--size", "16", "--batch", "4",
-                             "--calls", "1", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((tmp_path / "where_time_goes_ops.json").read_text())
+    report, rendered = by_op_report(tmp_path, "--model", "wrn_10_1", "--variants",
+                                    "train_fp32_keras_bn", "train_fp32", "--size", "16",
+                                    "--batch", "4", "--calls", "1")
     keras_bn, fused = report["by_op"]
     for prof in (keras_bn, fused):
-        assert 0 < prof["busy_ms"] <= prof["profiled_wall_ms"] * 1.01
-        assert all(math.isfinite(r["ms"]) and r["ms"] >= 0 for r in prof["rows"].values())
+        check_busy_time(prof)
         assert {"Conv2D|forward", "Conv2D|backward", "optimizer|update"} <= set(prof["rows"])
 
     def ops(prof, row):
@@ -281,11 +298,7 @@ def test_where_time_goes_by_op_shows_batch_norm_s_kernels(tmp_path):
     assert not any("FusedBatchNorm" in op for op in ops(keras_bn, "BatchNormalization|forward"))
     assert any("FusedBatchNormGrad" in op for op in ops(fused, "BatchNormalization|backward"))
     assert not ops(fused, "BatchNormalization|backward") & {"Tile", "Sum", "SquaredDifference"}
-    rendered = subprocess.run([sys.executable, str(ROOT / "bench" / "where_time_goes.py"),
-                               "--render", str(tmp_path / "where_time_goes_ops.json")],
-                              capture_output=True, text=True, timeout=300)
-    assert rendered.stdout.strip() == (tmp_path / "where_time_goes_ops.md").read_text().strip()
-    assert "| BatchNormalization | backward |" in rendered.stdout
+    assert "| BatchNormalization | backward |" in rendered
 
 
 def test_by_op_puts_our_zfnet_and_pytorch_s_in_the_same_rows(tmp_path):
@@ -293,19 +306,12 @@ def test_by_op_puts_our_zfnet_and_pytorch_s_in_the_same_rows(tmp_path):
     its gradient called outside any name scope) lands in LRN's rows on our side; PyTorch's LRN
     (a chain of aten ops) in the same rows, its backward found through the autograd sequence
     numbers; each side's rows add up to a busy time within its profiled wall."""
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "where_time_goes.py"),
-                             "--by-op", "--model", "zfnet", "--variants", "train_fp32",
-                             "torch_train_fp32", "--size", "64", "--batch", "2", "--calls", "1",
-                             "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((tmp_path / "where_time_goes_ops.json").read_text())
+    report, rendered = by_op_report(tmp_path, "--model", "zfnet", "--variants", "train_fp32",
+                                    "torch_train_fp32", "--size", "64", "--batch", "2",
+                                    "--calls", "1")
     ours, theirs = report["by_op"]
     for prof in (ours, theirs):
-        assert 0 < prof["busy_ms"] <= prof["profiled_wall_ms"] * 1.01
-        assert math.isclose(prof["busy_ms"], sum(r["ms"] for r in prof["rows"].values()))
-        assert all(math.isfinite(r["ms"]) and r["ms"] >= 0 for r in prof["rows"].values())
+        check_busy_time(prof)
         assert {f"{kind}|{phase}" for kind in ("Conv2D", "LocalResponseNormalization", "Dense")
                 for phase in ("forward", "backward")} | {"optimizer|update"} <= set(prof["rows"])
         assert where_time_goes.UNSCOPED_GRADIENT not in {k.split("|")[0] for k in prof["rows"]}
@@ -313,11 +319,7 @@ def test_by_op_puts_our_zfnet_and_pytorch_s_in_the_same_rows(tmp_path):
         "PartitionedCall"}
     assert "avg_pool3d_backward" in theirs["rows"]["LocalResponseNormalization|backward"]["ops"]
     assert "convolution_backward" in theirs["rows"]["Conv2D|backward"]["ops"]
-    rendered = subprocess.run([sys.executable, str(ROOT / "bench" / "where_time_goes.py"),
-                               "--render", str(tmp_path / "where_time_goes_ops.json")],
-                              capture_output=True, text=True, timeout=300)
-    assert rendered.stdout.strip() == (tmp_path / "where_time_goes_ops.md").read_text().strip()
-    assert "torch_train_fp32 ms (share)" in rendered.stdout
+    assert "torch_train_fp32 ms (share)" in rendered
 
 
 def test_pytorch_s_resnet_ops_find_their_layers():
